@@ -1,0 +1,62 @@
+# Implicit EM, executable: two commands.
+#   make book  -> set up .venv, execute every notebook once, build _build/html
+#   make test  -> the same set-up, unit + property tests, every notebook executed once
+#                 (pytest --nbmake), and the book built from those executed notebooks
+#                 with warnings as errors.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Installed first, and only when torch is absent. Override for another wheel, e.g.
+#   make book TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+# Outside _build/: nbmake skips any path with a "_build" component.
+STAGE := _stage
+NB_WORKERS ?= 2
+NB_TIMEOUT ?= 600
+
+.PHONY: setup book test unit notebooks html stage bench strip sync clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	@touch $@
+
+setup: $(VENV)/.installed
+
+unit: setup
+	$(PY) -m pytest -n $(NB_WORKERS) tests
+
+# Copy the book's sources to $(STAGE) so that execution writes outputs there, never into
+# the committed (stripped) notebooks. The staged config turns Jupyter Book's own execution
+# off: the notebooks are executed exactly once, by nbmake.
+stage:
+	@rm -rf $(STAGE) && mkdir -p $(STAGE)
+	@cp -r _config.yml _toc.yml chapters $(STAGE)/
+	@sed -i 's/^\(\s*execute_notebooks:\).*/\1 "off"/' $(STAGE)/_config.yml
+
+notebooks: setup stage
+	$(PY) -m pytest -p no:cacheprovider -n $(NB_WORKERS) --nbmake --overwrite \
+	    --nbmake-timeout=$(NB_TIMEOUT) --durations=0 $(STAGE)/chapters
+
+html: setup
+	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . -W -n --keep-going
+	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
+
+book: notebooks html
+
+test: unit book
+
+bench: setup
+	$(PY) bench/notebook_times.py
+
+# Maintenance: rewrite every notebook's setup cell from _config.yml, strip outputs.
+sync: setup
+	$(PY) tools/nbtools.py sync chapters
+strip: setup
+	$(PY) tools/nbtools.py strip chapters
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

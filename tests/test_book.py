@@ -1,0 +1,114 @@
+"""Checks of the book's structure: one repository URL, stripped notebooks, the template, the toc."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import nbtools  # noqa: E402
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def _toc_files() -> list[str]:
+    files = [TOC["root"]]
+    for part in TOC.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def _markdown(nb: dict) -> str:
+    return "\n".join(
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        for c in nb["cells"]
+        if c["cell_type"] == "markdown"
+    )
+
+
+def test_repository_url_is_set_once_and_launch_buttons_derive_from_it():
+    url = nbtools.repository_url()
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url), url
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert CONFIG["launch_buttons"]["binderhub_url"].startswith("https://")
+    assert CONFIG["html"]["use_repository_button"] is True
+    # The README's GitHub and Colab links name the same repository.
+    readme = (ROOT / "README.md").read_text()
+    owner_repo = url.removeprefix("https://github.com/")
+    for m in re.finditer(r"github(?:\.com)?/([\w.-]+/[\w.-]+)", readme):
+        assert m.group(1) == owner_repo, f"README names {m.group(1)}, _config.yml names {owner_repo}"
+
+
+def test_setup_cell_is_derived_from_the_repository_url():
+    url = nbtools.repository_url()
+    src = nbtools.setup_source(url)
+    assert f"git+{url}" in src
+    assert "%pip install" in src
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stripped_and_in_sync(path):
+    nb = json.loads(path.read_text())
+    assert nbtools.problems(nb, nbtools.repository_url()) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_follows_the_template(path):
+    nb = json.loads(path.read_text())
+    first = nb["cells"][0]
+    first_src = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
+    assert first["cell_type"] == "markdown" and first_src.lstrip().startswith("# "), "first cell must be the H1 title"
+    md = _markdown(nb)
+    assert len(re.findall(r"^# ", md, flags=re.M)) == 1, "exactly one H1"
+    for heading in ("## Learning objectives", "## Summary", "## Exercises"):
+        assert heading in md, f"missing section {heading!r}"
+    assert "Prerequisites" in md
+    assert "{exercise}" in md and "{solution}" in md and ":class: dropdown" in md
+    # No heading level is skipped (MyST warns, and the build treats warnings as errors).
+    levels = [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", md, flags=re.M)]
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), levels
+    # The checkers are used.
+    code = "\n".join(
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        for c in nb["cells"] if c["cell_type"] == "code"
+    )
+    assert "iemlib.exercises" in code
+    # Figures declared in cell metadata carry a caption and alt text.
+    for c in nb["cells"]:
+        fig = c.get("metadata", {}).get("mystnb", {}).get("figure")
+        if fig is not None:
+            assert fig.get("caption"), "figure without caption"
+            assert c["metadata"]["mystnb"].get("image", {}).get("alt"), "figure without alt text"
+
+
+def test_toc_and_chapters_agree():
+    listed = _toc_files()
+    for f in listed:
+        stem = ROOT / f
+        assert any(stem.with_suffix(s).exists() for s in (".md", ".ipynb")), f"{f} listed but missing"
+    for nb in NOTEBOOKS:
+        assert f"chapters/{nb.stem}" in listed, f"{nb.name} is not in _toc.yml"
+
+
+def test_one_bibliography_directive():
+    hits = []
+    for p in list((ROOT / "chapters").glob("*.md")) + NOTEBOOKS:
+        text = p.read_text()
+        if "{bibliography}" in text:
+            hits.append(p.name)
+    assert hits == ["bibliography.md"]
+
+
+def test_make_test_executes_notebooks_once_and_builds_strictly():
+    mk = (ROOT / "Makefile").read_text()
+    assert "--nbmake" in mk and "-W -n --keep-going" in mk
+    assert "execute_notebooks:\\).*/\\1 \"off\"" in mk  # the staged build reuses executed notebooks
+    assert "make test" in (ROOT / ".ci/run").read_text()

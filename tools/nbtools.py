@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Notebook maintenance for the book.
+
+    python tools/nbtools.py sync  chapters   # rewrite every setup cell from _config.yml
+    python tools/nbtools.py strip chapters   # drop outputs, execution counts, widget state
+    python tools/nbtools.py check chapters   # exit 1 if a notebook is unstripped or out of sync
+
+The repository URL lives once, in ``_config.yml`` (``repository.url``). Every notebook's
+first code cell (tagged ``setup`` and ``hide-output``) installs iemlib from that URL when it
+is missing (Colab, Binder); ``sync`` regenerates that cell, ``tests/test_book.py`` checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP_TAGS = ["setup", "hide-output"]
+
+
+def repository_url(config: Path = ROOT / "_config.yml") -> str:
+    """The book's repository URL, as set in ``_config.yml``."""
+    cfg = yaml.safe_load(config.read_text())
+    return str(cfg["repository"]["url"]).rstrip("/")
+
+
+def setup_source(url: str) -> str:
+    """The setup cell every notebook starts its code with, derived from ``url``."""
+    return (
+        "# Setup: use the installed iemlib, or install it from the book's repository\n"
+        "# (on Colab or Binder this takes about a minute the first time).\n"
+        "try:\n"
+        "    import iemlib\n"
+        "except ImportError:\n"
+        f'    %pip install --quiet "iemlib @ git+{url}"\n'
+        "    import iemlib"
+    )
+
+
+def notebooks(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out.extend(sorted(p.rglob("*.ipynb")) if p.is_dir() else [p])
+    return [p for p in out if ".ipynb_checkpoints" not in p.parts and "_build" not in p.parts]
+
+
+def setup_cell(nb: dict) -> dict | None:
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "setup" in cell.get("metadata", {}).get("tags", []):
+            return cell
+    return None
+
+
+def strip(nb: dict) -> dict:
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        cell.get("metadata", {}).pop("execution", None)
+    return nb
+
+
+def sync(nb: dict, url: str) -> dict:
+    cell = setup_cell(nb)
+    src = setup_source(url)
+    if cell is None:
+        first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+        cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": ""}
+        nb["cells"].insert(first_code, cell)
+    cell["source"] = src
+    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    for t in SETUP_TAGS:
+        if t not in tags:
+            tags.append(t)
+    return nb
+
+
+def problems(nb: dict, url: str) -> list[str]:
+    out = []
+    if "widgets" in nb.get("metadata", {}):
+        out.append("widget state in metadata")
+    if any(c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count")) for c in nb["cells"]):
+        out.append("outputs or execution counts committed")
+    cell = setup_cell(nb)
+    if cell is None:
+        out.append("no setup cell tagged 'setup'")
+    else:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if src != setup_source(url):
+            out.append("setup cell differs from the one derived from _config.yml (run make sync)")
+        if "hide-output" not in cell.get("metadata", {}).get("tags", []):
+            out.append("setup cell not tagged hide-output")
+    return out
+
+
+def _write(path: Path, nb: dict) -> None:
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] not in {"sync", "strip", "check"}:
+        print(__doc__)
+        return 2
+    cmd, paths = argv[0], argv[1:]
+    url = repository_url()
+    bad = 0
+    for path in notebooks(paths):
+        nb = json.loads(path.read_text())
+        if cmd == "check":
+            for p in problems(nb, url):
+                print(f"{path}: {p}")
+                bad += 1
+            continue
+        if cmd == "sync":
+            nb = sync(nb, url)
+        _write(path, strip(nb))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
