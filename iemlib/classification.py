@@ -27,6 +27,7 @@ from ._validation import as_float_array, check_int, check_labels, check_positive
 
 __all__ = [
     "load_digits_data",
+    "load_digits_open_set",
     "make_classifier",
     "train_classifier",
     "distance_gradients",
@@ -66,7 +67,8 @@ def load_digits_data(
     test_size: float = 0.3,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return_stats: bool = False,
+) -> tuple:
     """scikit-learn's bundled 8x8 digits (no download), split and standardized.
 
     Parameters
@@ -87,6 +89,8 @@ def load_digits_data(
         Features of shape (n, 64) standardized with the *training* mean and standard
         deviation; pixels constant on the training set (standard deviation 0) are only
         centred (divided by 1), so they stay finite. Labels are int64.
+    mean, std : numpy arrays of shape (64,), only when ``return_stats``
+        The raw-pixel training statistics used, so other images can be standardized alike.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -122,17 +126,61 @@ def load_digits_data(
     X_tr, X_te, y_tr, y_te = train_test_split(
         X, y, test_size=float(test_size), random_state=seed, stratify=y
     )
-    mean = X_tr.mean(axis=0)
-    std = X_tr.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
+    mean, std = _pixel_stats(X_tr)
     X_tr = (X_tr - mean) / std
     X_te = (X_te - mean) / std
-    return (
+    out = (
         torch.as_tensor(X_tr, dtype=dtype),
         torch.as_tensor(X_te, dtype=dtype),
         torch.as_tensor(y_tr, dtype=torch.int64),
         torch.as_tensor(y_te, dtype=torch.int64),
     )
+    if return_stats:
+        return out + (mean, std)
+    return out
+
+
+def _pixel_stats(X_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel training mean and standard deviation (0 replaced by 1)."""
+    mean = X_raw.mean(axis=0)
+    std = X_raw.std(axis=0)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def load_digits_open_set(
+    known: Iterable[int] = range(5),
+    test_size: float = 0.3,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> dict[str, torch.Tensor]:
+    """Digits split into a closed world (``known`` digits) and the rest, for open-set checks.
+
+    Returns a dict with ``X_train, X_test, y_train, y_test`` exactly as
+    :func:`load_digits_data` with ``classes=known`` gives them, plus ``X_unknown`` (every
+    image of the other digits) and ``digit_unknown`` (their digit values), standardized with the
+    *known* training statistics, and ``X_noise``: as many images of uniform pixel noise on the
+    digits' raw range [0, 16] as there are test images, standardized the same way (seeded).
+    """
+    from sklearn.datasets import load_digits
+
+    known = list(known) if not isinstance(known, (str, bytes)) else known
+    X_tr, X_te, y_tr, y_te, mean, std = load_digits_data(
+        classes=known, test_size=test_size, seed=seed, dtype=dtype, return_stats=True
+    )
+    data = load_digits()
+    other = ~np.isin(data.target, [int(c) for c in known])
+    X_unk = (data.data[other].astype(np.float64) - mean) / std
+    rng = np.random.default_rng(seed)
+    X_noise = (rng.uniform(0.0, 16.0, size=(X_te.shape[0], 64)) - mean) / std
+    return {
+        "X_train": X_tr,
+        "X_test": X_te,
+        "y_train": y_tr,
+        "y_test": y_te,
+        "X_unknown": torch.as_tensor(X_unk, dtype=dtype),
+        "digit_unknown": torch.as_tensor(data.target[other].astype(np.int64)),
+        "X_noise": torch.as_tensor(X_noise, dtype=dtype),
+    }
 
 
 # --------------------------------------------------------------------------------------

@@ -447,3 +447,24 @@ def test_check_linear_step():
     fb = check_linear_step(small, x, z, 2, 0.1)
     assert not fb and "wrong size" in fb.message
     assert not check_linear_step(..., x, z, 2, 0.1)
+
+
+def test_load_digits_open_set_standardizes_unknowns_with_known_statistics():
+    from sklearn.datasets import load_digits
+
+    from iemlib.classification import load_digits_data, load_digits_open_set
+
+    data = load_digits_open_set(known=range(5), seed=0)
+    X_tr, X_te, y_tr, y_te, mean, std = load_digits_data(classes=range(5), seed=0, return_stats=True)
+    assert torch.equal(data["X_train"], X_tr) and torch.equal(data["y_test"], y_te)
+    raw = load_digits()
+    other = raw.target >= 5
+    assert data["X_unknown"].shape == (int(other.sum()), 64)
+    assert set(data["digit_unknown"].tolist()) == {5, 6, 7, 8, 9}
+    expected = (raw.data[other] - mean) / std
+    assert np.allclose(data["X_unknown"].numpy(), expected, atol=1e-12)
+    assert data["X_noise"].shape == X_te.shape
+    # The known training set is standardized: mean 0 per pixel.
+    assert float(X_tr.mean(0).abs().max()) < 1e-10
+    with pytest.raises(ValueError, match="classes"):
+        load_digits_open_set(known=[3])
