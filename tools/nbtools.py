@@ -70,9 +70,13 @@ def sync(nb: dict, url: str) -> dict:
     src = setup_source(url)
     if cell is None:
         first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
-        cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": ""}
+        cell = {"cell_type": "code", "execution_count": None, "id": "setup", "metadata": {}, "outputs": [], "source": ""}
         nb["cells"].insert(first_code, cell)
     cell["source"] = src
+    if nb.get("nbformat_minor", 0) >= 5 or nb.get("nbformat", 4) > 4:
+        ids = {c.get("id") for c in nb["cells"] if c is not cell}
+        if not cell.get("id") or cell["id"] in ids:
+            cell["id"] = "setup" if "setup" not in ids else "setup-cell"
     tags = cell.setdefault("metadata", {}).setdefault("tags", [])
     for t in SETUP_TAGS:
         if t not in tags:
