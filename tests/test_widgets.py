@@ -1,0 +1,87 @@
+"""Tests of iemlib.widgets: static rendering, the mimebundle, and live updates."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from iemlib.objectives import responsibilities
+from iemlib.widgets import ResponsibilityExplorer, autograd_lse_gradient, responsibility_figure
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_mimebundle_has_widget_view_and_png():
+    e = ResponsibilityExplorer([0.0, 1.0, 2.0, 3.0])
+    bundle = e._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "image/png" in bundle and "text/plain" in bundle
+    png = base64.b64decode(bundle["image/png"])
+    assert png.startswith(PNG_MAGIC)
+    assert e.png().startswith(PNG_MAGIC)
+
+
+def test_bars_show_responsibilities_and_autograd_gradient():
+    d = [0.5, 1.0, 2.0]
+    e = ResponsibilityExplorer(d)
+    v = e.values()
+    r = responsibilities(np.array(d))
+    np.testing.assert_allclose(v["r"], r, rtol=1e-14)
+    np.testing.assert_allclose(v["minus_r"], -r, rtol=1e-14)
+    np.testing.assert_allclose(v["grad"], -r, rtol=1e-12, atol=1e-15)
+
+
+def test_moving_a_slider_updates_bars_and_png():
+    e = ResponsibilityExplorer([0.5, 1.0, 2.0])
+    before_png = e.png()
+    before = e.values()
+    e.sliders[0].value = 3.0
+    after = e.values()
+    np.testing.assert_array_equal(e.d, [3.0, 1.0, 2.0])
+    r = responsibilities(np.array([3.0, 1.0, 2.0]))
+    np.testing.assert_allclose(after["r"], r, rtol=1e-14)
+    np.testing.assert_allclose(after["grad"], -r, rtol=1e-12, atol=1e-15)
+    assert after["r"][0] < before["r"][0]  # moved away: less responsibility
+    assert after["r"][1] > before["r"][1]
+    assert e.png() != before_png
+    assert e.image.value == e.png()
+    assert "3.0" in repr(e)
+
+
+def test_autograd_gradient_values():
+    d = np.array([0.0, np.log(3.0)])
+    np.testing.assert_allclose(autograd_lse_gradient(d), [-0.75, -0.25], rtol=1e-14)
+    np.testing.assert_allclose(autograd_lse_gradient(torch.tensor([1.0, 1.0])), [-0.5, -0.5])
+
+
+def test_static_figure():
+    fig = responsibility_figure([1.0, 2.0, 0.0])
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    np.testing.assert_allclose(heights, responsibilities(np.array([1.0, 2.0, 0.0])), rtol=1e-14)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="^d "):
+        responsibility_figure([np.nan, 1.0])
+    with pytest.raises(ValueError, match="^d "):
+        responsibility_figure(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="^d "):
+        autograd_lse_gradient([])
+    with pytest.raises(ValueError, match="figsize"):
+        responsibility_figure([1.0], figsize=(0, 3))
+    with pytest.raises(ValueError, match="figsize"):
+        responsibility_figure([1.0], figsize=5)
+    with pytest.raises(ValueError, match="^d must have at most 8"):
+        ResponsibilityExplorer(np.zeros(9))
+    with pytest.raises(ValueError, match="^d must lie in"):
+        ResponsibilityExplorer([10.0, 0.0], d_range=6.0)
+    with pytest.raises(ValueError, match="d_range"):
+        ResponsibilityExplorer([0.0], d_range=-1)
+    with pytest.raises(ValueError, match="^d "):
+        ResponsibilityExplorer("abc")
