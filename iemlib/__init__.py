@@ -2,9 +2,24 @@
 
 The book's one result: for ``L = log sum_j exp(-d_j)``, ``dL/dd_j = -r_j`` with
 ``r_j = exp(-d_j) / sum_k exp(-d_k)``. Every chapter imports its computations from here.
+
+Modules, one concept each:
+
+- ``objectives``: log-sum-exp, responsibilities, cross-entropy, sigmoid and correntropy losses
+  written in distances, with closed-form gradients.
+- ``identities``: checking a gradient identity by autograd, closed form and finite differences.
+- ``distances``: affine-absolute and Mahalanobis distances.
+- ``prototypes``: plain gradient descent on a log-sum-exp objective over prototypes (chapter 1).
+- ``mixture``: Gaussian-mixture data, classical EM (``GaussianMixtureEM``) and its
+  gradient-descent twin (``ImplicitEM``).
+- ``attention``, ``diagnostics``: single-head attention, its closed-form gradients, §8.1 diagnostics.
+- ``classification``: digits data and classifiers (constrained regime).
+- ``taxonomy``, ``failure_modes``: softmax vs sigmoids vs correntropy; the limits of §6.
+- ``markov``, ``em_vs_sgd``: the sticky Markov chain and the EM-vs-SGD reproduction.
+- ``plotting``, ``widgets``, ``exercises``: the book's style, explorers and exercise checkers.
 """
 
-from .objectives import lse, responsibilities
+from .objectives import lse, lse_gradient, responsibilities
 
 __version__ = "0.1.0"
-__all__ = ["lse", "responsibilities", "__version__"]
+__all__ = ["lse", "lse_gradient", "responsibilities", "__version__"]

@@ -1,0 +1,214 @@
+"""Distances that neural layers compute, and the Mahalanobis distance they stand for.
+
+The paper's §2.1 (after Oursland, 2024): a linear unit followed by an absolute value,
+``|w^T x + b|``, is a Mahalanobis distance along one principal direction of a Gaussian.
+For a Gaussian with mean ``mu`` and covariance ``Sigma = sum_k lambda_k v_k v_k^T``,
+
+    |lambda_k^{-1/2} v_k^T (x - mu)| = |W_k x + b_k|,  W_k = lambda_k^{-1/2} v_k^T,  b_k = -W_k mu,
+
+and the squared Mahalanobis distance is the sum over directions of their squares. A ReLU
+network computes the absolute value as two half-space detectors, ``|z| = relu(z) + relu(-z)``.
+
+Every function accepts numpy arrays or torch tensors (floating point, finite, non-empty) and
+returns the same kind; bad input raises ``ValueError`` naming the argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ._validation import ArrayLike, as_float_array, is_torch
+
+__all__ = [
+    "relu",
+    "abs_via_relu",
+    "affine_abs",
+    "PrincipalAffine",
+    "principal_affine",
+    "principal_distances",
+    "mahalanobis",
+    "mahalanobis_ellipse",
+]
+
+
+def relu(z: ArrayLike) -> ArrayLike:
+    """Elementwise ``max(z, 0)`` (numpy or torch)."""
+    z = as_float_array(z, "z")
+    return torch.relu(z) if is_torch(z) else np.maximum(z, 0.0)
+
+
+def abs_via_relu(z: ArrayLike) -> ArrayLike:
+    """``|z|`` computed as ``relu(z) + relu(-z)``: two half-space detectors, one per sign."""
+    z = as_float_array(z, "z")
+    if is_torch(z):
+        return torch.relu(z) + torch.relu(-z)
+    return np.maximum(z, 0.0) + np.maximum(-z, 0.0)
+
+
+def _as_kind(value: Any, like: ArrayLike) -> ArrayLike:
+    """Convert ``value`` to the kind (numpy/torch) and dtype of ``like``."""
+    if is_torch(like):
+        if is_torch(value):
+            return value.to(dtype=like.dtype)
+        return torch.as_tensor(np.asarray(value), dtype=like.dtype, device=like.device)
+    if is_torch(value):
+        return value.detach().cpu().numpy().astype(like.dtype)
+    return np.asarray(value, dtype=like.dtype)
+
+
+def _check_points(x: Any, name: str = "x") -> tuple[ArrayLike, bool]:
+    """Points as a 2-D array (n, D); returns (array, was_1d)."""
+    x = as_float_array(x, name, ndim=(1, 2))
+    if x.ndim == 1:
+        return x[None, :], True
+    return x, False
+
+
+def affine_abs(x: ArrayLike, W: ArrayLike, b: ArrayLike) -> ArrayLike:
+    """Affine-absolute distance ``|W x + b|`` for each point and each unit.
+
+    Parameters
+    ----------
+    x : (n, D) or (D,) array
+        Points.
+    W : (m, D) or (D,) array
+        One row per unit (a 1-D ``W`` is a single unit).
+    b : (m,) array or scalar
+        Offsets, one per unit.
+
+    Returns
+    -------
+    (n, m) array, or (n,) / (m,) / scalar when ``x`` or ``W`` is 1-D; same kind as ``x``.
+    """
+    x2, x1d = _check_points(x, "x")
+    W = as_float_array(W, "W", ndim=(1, 2))
+    w1d = W.ndim == 1
+    W2 = W[None, :] if w1d else W
+    if W2.shape[1] != x2.shape[1]:
+        raise ValueError(f"W must have {x2.shape[1]} columns (the dimension of x), got shape {tuple(W.shape)}")
+    b = as_float_array(b, "b", ndim=(0, 1))
+    b1 = b.reshape(-1) if b.ndim == 1 else b.reshape(1)
+    if b1.shape[0] not in (1, W2.shape[0]):
+        raise ValueError(f"b must be a scalar or have {W2.shape[0]} entries (one per row of W), got shape {tuple(b.shape)}")
+    W2 = _as_kind(W2, x2)
+    b1 = _as_kind(b1, x2)
+    z = x2 @ W2.T + b1
+    out = abs(z)
+    if w1d:
+        out = out[:, 0]
+    if x1d:
+        out = out[0]
+    return out
+
+
+def _check_gaussian(mean: Any, cov: Any) -> tuple[ArrayLike, ArrayLike]:
+    mean = as_float_array(mean, "mean", ndim=1)
+    cov = as_float_array(cov, "cov", ndim=2)
+    D = mean.shape[0]
+    if tuple(cov.shape) != (D, D):
+        raise ValueError(f"cov must have shape ({D}, {D}) to match mean, got {tuple(cov.shape)}")
+    c = cov.detach().cpu().numpy() if is_torch(cov) else np.asarray(cov)
+    if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(c).max()))):
+        raise ValueError("cov must be symmetric")
+    if np.linalg.eigvalsh(c.astype(np.float64)).min() <= 0:
+        raise ValueError("cov must be positive definite")
+    return mean, cov
+
+
+class PrincipalAffine(NamedTuple):
+    """The affine units of a Gaussian's principal directions: row ``k`` of ``W`` is
+    ``lambda_k^{-1/2} v_k^T`` and ``b_k = -W_k mu``; eigenvalues ascending (``eigh`` order),
+    ``eigenvectors[:, k] = v_k``."""
+
+    W: ArrayLike
+    b: ArrayLike
+    eigenvalues: ArrayLike
+    eigenvectors: ArrayLike
+
+
+def principal_affine(mean: ArrayLike, cov: ArrayLike) -> PrincipalAffine:
+    """Affine units ``(W, b)`` whose absolute values are the Mahalanobis distances along the
+    principal directions of ``N(mean, cov)``.
+
+    ``mean`` is (D,), ``cov`` (D, D) symmetric positive definite; the result has the kind of
+    ``mean``. The sign of each eigenvector is fixed so that its largest-magnitude entry is
+    positive (``|.|`` does not care; the fix makes the output deterministic).
+    """
+    mean, cov = _check_gaussian(mean, cov)
+    cov = _as_kind(cov, mean)
+    if is_torch(mean):
+        lam, V = torch.linalg.eigh(cov)
+        idx = V.abs().argmax(dim=0)
+        sign = torch.sign(V[idx, torch.arange(V.shape[1])])
+        V = V * sign
+        W = V.T / torch.sqrt(lam)[:, None]
+    else:
+        lam, V = np.linalg.eigh(cov)
+        idx = np.abs(V).argmax(axis=0)
+        V = V * np.sign(V[idx, np.arange(V.shape[1])])
+        W = V.T / np.sqrt(lam)[:, None]
+    b = -(W @ mean)
+    return PrincipalAffine(W, b, lam, V)
+
+
+def principal_distances(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> ArrayLike:
+    """``|W_k x + b_k|`` for every principal direction ``k`` of ``N(mean, cov)``.
+
+    Returns (n, D) for (n, D) points ((D,) for one point); the row-wise sum of squares is the
+    squared Mahalanobis distance.
+    """
+    x2, x1d = _check_points(x, "x")
+    mean, cov = _check_gaussian(mean, cov)
+    if x2.shape[1] != mean.shape[0]:
+        raise ValueError(f"x must have {mean.shape[0]} columns to match mean, got shape {tuple(x.shape)}")
+    W, b, _, _ = principal_affine(_as_kind(mean, x2), _as_kind(cov, x2))
+    out = affine_abs(x2, W, b)
+    return out[0] if x1d else out
+
+
+def mahalanobis(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> ArrayLike:
+    """Mahalanobis distance ``sqrt((x - mean)^T cov^{-1} (x - mean))`` of each point.
+
+    Computed with a Cholesky solve (not an explicit inverse). Returns (n,) for (n, D) points,
+    a scalar for one (D,) point; same kind as ``x``.
+    """
+    x2, x1d = _check_points(x, "x")
+    mean, cov = _check_gaussian(mean, cov)
+    if x2.shape[1] != mean.shape[0]:
+        raise ValueError(f"x must have {mean.shape[0]} columns to match mean, got shape {tuple(x.shape)}")
+    mean = _as_kind(mean, x2)
+    cov = _as_kind(cov, x2)
+    diff = x2 - mean
+    if is_torch(x2):
+        Lc = torch.linalg.cholesky(cov)
+        y = torch.linalg.solve_triangular(Lc, diff.T, upper=False)
+        out = torch.sqrt((y**2).sum(0))
+    else:
+        from scipy.linalg import solve_triangular
+
+        Lc = np.linalg.cholesky(cov)
+        y = solve_triangular(Lc, diff.T, lower=True)
+        out = np.sqrt((y**2).sum(0))
+    return out[0] if x1d else out
+
+
+def mahalanobis_ellipse(mean: ArrayLike, cov: ArrayLike, radius: float = 1.0, n_points: int = 100) -> np.ndarray:
+    """Points of the level set ``{x : mahalanobis(x, mean, cov) = radius}`` of a 2-D Gaussian,
+    shape (n_points, 2), for drawing (numpy float64): ``mean + radius * Sigma^{1/2} u`` for
+    unit vectors ``u``."""
+    from ._validation import check_int, check_positive
+
+    mean, cov = _check_gaussian(mean, cov)
+    if mean.shape[0] != 2:
+        raise ValueError(f"mean must be 2-D to draw an ellipse, got shape {tuple(mean.shape)}")
+    r = check_positive(radius, "radius")
+    k = check_int(n_points, "n_points", minimum=3)
+    m = np.asarray(mean.detach().cpu().numpy() if is_torch(mean) else mean, dtype=np.float64)
+    c = np.asarray(cov.detach().cpu().numpy() if is_torch(cov) else cov, dtype=np.float64)
+    lam, V = np.linalg.eigh(c)
+    t = np.linspace(0.0, 2.0 * np.pi, k)
+    u = np.stack([np.cos(t), np.sin(t)], 1)
+    return m + r * (u * np.sqrt(lam)) @ V.T
