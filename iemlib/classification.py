@@ -33,6 +33,7 @@ __all__ = [
     "distance_gradients",
     "single_sample_step",
     "push_per_class",
+    "push_shares",
     "RECORDABLE",
 ]
 
@@ -547,6 +548,52 @@ def single_sample_step(
         return vmap(change)(X, y)
 
 
+def _push_inputs(
+    delta_d: torch.Tensor | np.ndarray, r: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dd = np.asarray(delta_d.detach().cpu() if is_torch(delta_d) else delta_d, dtype=np.float64)
+    rr = np.asarray(r.detach().cpu() if is_torch(r) else r, dtype=np.float64)
+    dd = np.asarray(as_float_array(dd, "delta_d", ndim=2))
+    rr = np.asarray(as_float_array(rr, "r", ndim=2))
+    if dd.shape != rr.shape:
+        raise ValueError(f"r must have the same shape as delta_d {dd.shape}, got {rr.shape}")
+    N, K = dd.shape
+    yy = check_labels(y.detach().cpu().numpy() if is_torch(y) else y, "y", K, shape=(N,))
+    return dd, rr, np.asarray(yy)
+
+
+def push_shares(
+    delta_d: torch.Tensor | np.ndarray, r: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each wrong class's share of its sample's push, and its share of the missing responsibility.
+
+    Parameters
+    ----------
+    delta_d : (N, K) change of the distances (e.g. :func:`single_sample_step`, or a gradient)
+    r : (N, K) responsibilities before the change
+    y : (N,) labels
+
+    Returns
+    -------
+    dict of numpy arrays: ``wrong`` (N, K) boolean mask of the wrong classes ``j != y_i``;
+    ``share_push`` (N, K), ``delta_d_ij / sum_{k != y_i} delta_d_ik``; ``share_r`` (N, K),
+    ``r_ij / sum_{k != y_i} r_ik = r_ij / (1 - r_iy)``. Entries of the correct class are NaN;
+    the wrong-class entries of each row sum to one (NaN or inf where a row's total is zero).
+    When the push is exactly proportional to responsibility, ``share_push == share_r``
+    whatever each sample's overall step size.
+    """
+    dd, rr, yy = _push_inputs(delta_d, r, y)
+    N, K = dd.shape
+    wrong = np.ones((N, K), dtype=bool)
+    wrong[np.arange(N), yy] = False
+    total_push = np.where(wrong, dd, 0.0).sum(1, keepdims=True)
+    missing = np.where(wrong, rr, 0.0).sum(1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_push = np.where(wrong, dd / total_push, np.nan)
+        share_r = np.where(wrong, rr / missing, np.nan)
+    return {"wrong": wrong, "share_push": share_push, "share_r": share_r}
+
+
 def push_per_class(
     delta_d: torch.Tensor | np.ndarray, r: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -570,22 +617,10 @@ def push_per_class(
     whatever the sample's overall step size), and ``share_maxdiff``, the largest absolute
     difference between those two shares.
     """
-    dd = np.asarray(delta_d.detach().cpu() if is_torch(delta_d) else delta_d, dtype=np.float64)
-    rr = np.asarray(r.detach().cpu() if is_torch(r) else r, dtype=np.float64)
-    dd = np.asarray(as_float_array(dd, "delta_d", ndim=2))
-    rr = np.asarray(as_float_array(rr, "r", ndim=2))
-    if dd.shape != rr.shape:
-        raise ValueError(f"r must have the same shape as delta_d {dd.shape}, got {rr.shape}")
+    dd, rr, yy = _push_inputs(delta_d, r, y)
     N, K = dd.shape
-    yy = check_labels(y.detach().cpu().numpy() if is_torch(y) else y, "y", K, shape=(N,))
-    yy = np.asarray(yy)
-    wrong = np.ones((N, K), dtype=bool)
-    wrong[np.arange(N), yy] = False
-    total_push = np.where(wrong, dd, 0.0).sum(1, keepdims=True)
-    missing = np.where(wrong, rr, 0.0).sum(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share_push = dd / total_push
-        share_r = rr / missing
+    sh = push_shares(dd, rr, yy)
+    wrong, share_push, share_r = sh["wrong"], sh["share_push"], sh["share_r"]
     out = {k: np.full(K, np.nan) for k in ("slope", "corr", "rel_resid", "share_corr", "share_maxdiff")}
     out["n"] = np.zeros(K, dtype=np.int64)
     for j in range(K):

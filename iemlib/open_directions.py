@@ -45,12 +45,14 @@ __all__ = [
     "fit_mixture_tracked",
     "smooth_labels",
     "noisy_label_targets",
+    "sample_noisy_labels",
     "smoothing_fixed_point",
     "soft_cross_entropy",
     "soft_cross_entropy_gradient",
     "train_soft_classifier",
     "RejectOption",
     "reject_responsibility",
+    "open_set_scores",
 ]
 
 
@@ -378,6 +380,23 @@ def noisy_label_targets(y: Any, n_classes: int, rho: float) -> torch.Tensor:
     return (1.0 - p) * oh + p / (K - 1) * (1.0 - oh)
 
 
+def sample_noisy_labels(y: Any, n_classes: int, rho: float, seed: int = 0) -> torch.Tensor:
+    """Draw labels under symmetric label noise of rate ``rho`` (the model of :func:`noisy_label_targets`).
+
+    Each label is kept with probability ``1 - rho`` and otherwise replaced by one of the ``K - 1``
+    other classes, uniformly: ``(y + U{1, ..., K-1}) mod K``. Seeded (``torch.Generator``), so two
+    calls with the same arguments return the same labels. Returns a long tensor of ``y``'s shape.
+    """
+    K = check_int(n_classes, "n_classes", minimum=2)
+    p = _check_eps(rho, "rho")
+    y = check_labels(y, "y", K)
+    yt = (y if is_torch(y) else torch.as_tensor(np.asarray(y))).long()
+    g = torch.Generator().manual_seed(check_int(seed, "seed"))
+    flip = torch.rand(yt.shape, generator=g, dtype=torch.float64) < p
+    offset = torch.randint(1, K, yt.shape, generator=g)
+    return torch.where(flip, (yt + offset) % K, yt)
+
+
 def smoothing_fixed_point(eps: float, n_classes: int) -> float:
     """The responsibility of the labelled class where the smoothed loss is stationary: ``1 - eps + eps / K``."""
     K = check_int(n_classes, "n_classes", minimum=2)
@@ -527,3 +546,57 @@ def reject_responsibility(d_known: Any, tau: float) -> ArrayLike:
     u = -t - L
     # numerically stable logistic
     return np.where(u >= 0, 1.0 / (1.0 + np.exp(-np.abs(u))), np.exp(-np.abs(u)) / (1.0 + np.exp(-np.abs(u))))
+
+
+def open_set_scores(
+    d_sets: dict[str, Any], tau: float | None = None, positive: str | None = None, d_train: Any = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Open-set scores of one trained model, from its known-class distances on several input sets.
+
+    Parameters
+    ----------
+    d_sets : dict of name -> (N, K) distances ``d = -z`` of the known classes on each input set;
+        the first set (or ``positive``) is the in-distribution one.
+    tau : distance of a reject component (:func:`reject_responsibility`), or None for none.
+    positive : name of the in-distribution set (default: the first key of ``d_sets``).
+    d_train : (N, K) distances on the training inputs, for the training rejection rate (optional).
+
+    Returns
+    -------
+    ``(row, r0)``. ``row`` holds, for every other set ``k``, the AUROC of separating ``positive``
+    (positive class) from ``k`` by max-softmax (``"auc_ms k"``) and by the objective
+    ``L = log sum_j exp(-d_j)`` (``"auc_L k"``); with ``tau`` also by ``1 - r_0`` (``"auc_r0 k"``),
+    and for every set the share rejected at the built-in threshold ``r_0 > 1/2`` (``"rej k"``,
+    plus ``"rej train"`` when ``d_train`` is given). ``r0`` maps each set to its ``r_0`` (numpy),
+    empty without ``tau``.
+    """
+    from .failure_modes import max_softmax, ood_auroc
+
+    if not isinstance(d_sets, dict) or not d_sets:
+        raise ValueError("d_sets must be a non-empty dict of name -> (N, K) distances")
+    ds = {k: _tensor(v, f"d_sets[{k!r}]", ndim=2).detach() for k, v in d_sets.items()}
+    K = {v.shape[1] for v in ds.values()}
+    if len(K) != 1:
+        raise ValueError(f"d_sets must all have the same number of classes, got {sorted(K)}")
+    pos = next(iter(ds)) if positive is None else positive
+    if pos not in ds:
+        raise ValueError(f"positive must name a key of d_sets {list(ds)}, got {positive!r}")
+    ms = {k: max_softmax(-v) for k, v in ds.items()}
+    L = {k: torch.logsumexp(-v, 1).numpy() for k, v in ds.items()}
+    others = [k for k in ds if k != pos]
+    row: dict[str, float] = {}
+    for k in others:
+        row[f"auc_ms {k}"] = ood_auroc(ms[pos], ms[k])
+        row[f"auc_L {k}"] = ood_auroc(L[pos], L[k])
+    r0: dict[str, np.ndarray] = {}
+    if tau is not None:
+        r0 = {k: _np(reject_responsibility(v, tau)) for k, v in ds.items()}
+        if d_train is not None:
+            row["rej train"] = float((_np(reject_responsibility(_tensor(d_train, "d_train", ndim=2), tau)) > 0.5).mean())
+        for k in ds:
+            row[f"rej {k}"] = float((r0[k] > 0.5).mean())
+        for k in others:
+            row[f"auc_r0 {k}"] = ood_auroc(1 - r0[pos], 1 - r0[k])
+    elif d_train is not None:
+        _tensor(d_train, "d_train", ndim=2)
+    return row, r0

@@ -21,6 +21,7 @@ from iemlib.classification import (
     load_digits_data,
     make_classifier,
     push_per_class,
+    push_shares,
     single_sample_step,
     train_classifier,
 )
@@ -405,6 +406,30 @@ def test_push_per_class_synthetic_and_bad_input():
         push_per_class(delta, r, y + 4)
     with pytest.raises(ValueError, match="delta_d"):
         push_per_class(delta[0], r, y)
+
+
+def test_push_shares_synthetic_and_bad_input():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(40, 5))
+    r = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = rng.integers(0, 5, 40)
+    scale = rng.uniform(0.5, 3.0, size=(40, 1))
+    out = push_shares(scale * r, r, y)  # proportional within each sample, a different factor per sample
+    wrong = out["wrong"]
+    assert wrong.sum() == 40 * 4 and not wrong[np.arange(40), y].any()
+    assert np.all(np.isnan(out["share_push"][~wrong])) and np.all(np.isnan(out["share_r"][~wrong]))
+    assert np.allclose(out["share_push"][wrong], out["share_r"][wrong], atol=1e-12)
+    assert np.allclose(np.nansum(out["share_r"], 1), 1.0) and np.allclose(np.nansum(out["share_push"], 1), 1.0)
+    r_y = r[np.arange(40), y]
+    assert np.allclose(out["share_r"], np.where(wrong, r / (1 - r_y)[:, None], np.nan), equal_nan=True)
+    # push_per_class's share statistics are built on the same shares
+    assert np.allclose(push_per_class(scale * r, r, y)["share_corr"], 1.0)
+    with pytest.raises(ValueError, match="r"):
+        push_shares(r, r[:, :3], y)
+    with pytest.raises(ValueError, match="y"):
+        push_shares(r, r, y + 5)
+    with pytest.raises(ValueError, match="delta_d"):
+        push_shares(np.full((40, 5), np.nan), r, y)
 
 
 # ---------------------------------------------------------------------------- checkers

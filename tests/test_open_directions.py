@@ -341,3 +341,73 @@ def test_exercise_claims():
     np.testing.assert_allclose(O.specialization(ch10.EX4_R)["effective_components"][3], 1.895, atol=1e-3)
     g = ch10.EX1_Q - np.exp(-ch10.EX1_D) / np.exp(-ch10.EX1_D).sum()
     assert np.all(np.delete(g, 1) < 0)  # every wrong class still pushed away
+
+
+def test_sample_noisy_labels_matches_expected_target_and_is_seeded():
+    K, rho, M = 5, 0.3, 40000
+    y = torch.full((M,), 2)
+    y_noisy = O.sample_noisy_labels(y, K, rho, seed=3)
+    assert y_noisy.shape == y.shape and y_noisy.dtype == torch.long
+    assert torch.equal(y_noisy, O.sample_noisy_labels(y, K, rho, seed=3))
+    freq = torch.bincount(y_noisy, minlength=K).double() / M
+    expected = O.noisy_label_targets(torch.tensor([2]), K, rho)[0]
+    assert float((freq - expected).abs().max()) < 4 / math.sqrt(M)
+    assert torch.equal(O.sample_noisy_labels(y, K, 0.0, seed=0), y)  # rho = 0 keeps every label
+    flipped = O.sample_noisy_labels(np.arange(K).repeat(100), K, 1.0, seed=1)
+    assert not torch.any(flipped == torch.as_tensor(np.arange(K).repeat(100)))  # rho = 1 changes every label
+    # the mean hard-label cross-entropy gradient (loss, with respect to d) approaches E[q] - r
+    d = torch.randn(1, K, generator=torch.Generator().manual_seed(0)).repeat(M, 1).requires_grad_(True)
+    (g,) = torch.autograd.grad(nn.functional.cross_entropy(-d, y_noisy, reduction="sum"), d)
+    assert float((g.mean(0) - (expected - torch.softmax(-d[0].detach(), 0))).abs().max()) < 4 / math.sqrt(M)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: O.sample_noisy_labels([0, 1], 3, 1.5), "rho"),
+        (lambda: O.sample_noisy_labels([0, 3], 3, 0.1), "y"),
+        (lambda: O.sample_noisy_labels([0.0, 1.0], 3, 0.1), "y"),
+        (lambda: O.sample_noisy_labels([0, 1], 1, 0.1), "n_classes"),
+        (lambda: O.sample_noisy_labels([0, 1], 3, float("nan")), "rho"),
+    ],
+)
+def test_sample_noisy_labels_bad_input(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_open_set_scores_far_inputs_and_ranking_equivalence():
+    g = torch.Generator().manual_seed(0)
+    d_in = torch.rand(60, 3, generator=g)  # close to some class
+    d_far = 20.0 + torch.rand(40, 3, generator=g)  # far from every class
+    d_mid = torch.full((30, 3), 0.5) + 0.01 * torch.rand(30, 3, generator=g)  # ambiguous but close
+    sets = {"in": d_in, "far": d_far, "mid": d_mid}
+    row, r0 = O.open_set_scores(sets, tau=5.0, d_train=d_in)
+    assert set(r0) == set(sets) and r0["far"].shape == (40,)
+    assert row["auc_L far"] == 1.0 and row["auc_r0 far"] == 1.0  # L and r0 rank identically (no saturation here)
+    assert row["rej far"] == 1.0 and row["rej in"] == 0.0 and row["rej train"] == 0.0 and row["rej mid"] == 0.0
+    from iemlib.failure_modes import max_softmax, ood_auroc
+
+    assert row["auc_ms mid"] == ood_auroc(max_softmax(-d_in), max_softmax(-d_mid))
+    assert row["auc_r0 mid"] == pytest.approx(row["auc_L mid"])
+    row0, r00 = O.open_set_scores(sets)  # no reject component: no r0, no rejection rates
+    assert r00 == {} and not any(k.startswith(("rej", "auc_r0")) for k in row0)
+    assert row0["auc_L far"] == row["auc_L far"]
+    row_pos, _ = O.open_set_scores(sets, positive="far")
+    assert row_pos["auc_L in"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: O.open_set_scores({}), "d_sets"),
+        (lambda: O.open_set_scores({"a": torch.zeros(3, 2), "b": torch.zeros(3, 4)}), "d_sets"),
+        (lambda: O.open_set_scores({"a": torch.zeros(3, 2), "b": torch.full((3, 2), float("nan"))}), "d_sets"),
+        (lambda: O.open_set_scores({"a": torch.zeros(3, 2), "b": torch.ones(3, 2)}, positive="c"), "positive"),
+        (lambda: O.open_set_scores({"a": torch.zeros(3, 2), "b": torch.ones(3, 2)}, tau=float("inf")), "tau"),
+        (lambda: O.open_set_scores({"a": torch.zeros(3, 2), "b": torch.ones(3, 2)}, d_train=torch.zeros(3)), "d_train"),
+    ],
+)
+def test_open_set_scores_bad_input(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
