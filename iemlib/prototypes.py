@@ -35,6 +35,7 @@ __all__ = [
     "em_mean_update",
     "fit_prototypes",
     "fit_prototypes_random_search",
+    "update_alignment",
 ]
 
 
@@ -214,3 +215,41 @@ def fit_prototypes_random_search(
             if new < cur:
                 mu, cur, acc[t] = prop, new, True
     return PrototypeRun("random search", s, step, means, resp, ent, losses, acc)
+
+
+def update_alignment(
+    x: ArrayLike, run: PrototypeRun, components: Any = None, *, min_pull: float = 1e-6
+) -> np.ndarray:
+    """Cosine between each accepted update of a prototype and its responsibility-weighted pull.
+
+    For every accepted step ``t`` of ``run`` and every prototype ``j`` in ``components`` (default:
+    all), the cosine between the update ``mu_j(t+1) - mu_j(t)`` and the pull
+    ``-d loss / d mu_j = sum_i r_ij (x_i - mu_j) / (N sigma^2)`` at ``mu(t)`` (the negative gradient
+    of the loss, see :func:`prototype_loss_gradient`). Pairs whose pull is shorter than
+    ``min_pull`` are skipped (the prototype has converged, or owns no data). Gradient descent gives
+    cosines of exactly one; a gradient-free learner does not. Returns a flat float64 array.
+    """
+    if not isinstance(run, PrototypeRun):
+        raise ValueError(f"run must be a PrototypeRun, got {type(run).__name__}")
+    x_np = as_float_array(x, "x", ndim=2)
+    x_np = x_np.detach().cpu().numpy() if is_torch(x_np) else np.asarray(x_np, dtype=np.float64)
+    K, D = run.means.shape[1:]
+    if x_np.shape[1] != D:
+        raise ValueError(f"x must have {D} columns (the dimension of the run's means), got shape {x_np.shape}")
+    if components is None:
+        comps = np.arange(K)
+    else:
+        comps = np.asarray(components)
+        if comps.ndim != 1 or comps.size == 0 or not np.issubdtype(comps.dtype, np.integer) or comps.min() < 0 or comps.max() >= K:
+            raise ValueError(f"components must be a non-empty list of indices in [0, {K}), got {components!r}")
+    mp = check_positive(min_pull, "min_pull")
+    cos = []
+    for t in np.flatnonzero(run.accepted):
+        step = run.means[t + 1] - run.means[t]
+        pull = -prototype_loss_gradient(x_np, run.means[t], run.sigma)
+        for j in comps:
+            npull = np.linalg.norm(pull[j])
+            if npull < mp:
+                continue
+            cos.append(step[j] @ pull[j] / (np.linalg.norm(step[j]) * npull + 1e-300))
+    return np.asarray(cos, dtype=np.float64)

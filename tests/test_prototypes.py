@@ -21,6 +21,7 @@ from iemlib.prototypes import (
     prototype_loss,
     prototype_loss_gradient,
     responsibility_entropy,
+    update_alignment,
 )
 
 
@@ -135,6 +136,44 @@ def test_property_gradient_is_responsibility_weighted(x, m, sigma):
     r = responsibilities(prototype_distances(x, m, sigma), dim=1).numpy()
     expected = -np.einsum("ij,ijd->jd", r, x[:, None, :] - m[None]) / (len(x) * sigma**2)
     np.testing.assert_allclose(g, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_update_alignment_separates_gradient_descent_from_random_search():
+    x, m0, _ = _blobs()
+    far = np.vstack([m0, [[50.0, 50.0]]])
+    gd = fit_prototypes(x, far, sigma=1.0, lr=1.0, n_steps=100, record_responsibilities=False)
+    rs = fit_prototypes_random_search(x, far, sigma=1.0, step_size=0.2, n_steps=300, seed=3,
+                                      record_responsibilities=False)
+    cos_gd = update_alignment(x, gd, [0, 1, 2])
+    cos_rs = update_alignment(x, rs, [0, 1, 2])
+    assert cos_gd.size > 0 and np.abs(cos_gd - 1.0).max() < 1e-9  # every step is along the pull
+    assert cos_rs.size == 3 * rs.accepted.sum()  # nothing converged: every pair counted
+    assert np.all(np.abs(cos_rs) <= 1 + 1e-12) and cos_rs.mean() < 0.9 and np.any(cos_rs < 0)
+    # the far prototype has no pull at all, so it is skipped by default
+    assert update_alignment(x, gd, [3]).size == 0
+    # matches a direct computation at one accepted step
+    t = int(np.flatnonzero(rs.accepted)[0])
+    step = rs.means[t + 1, 1] - rs.means[t, 1]
+    pull = -prototype_loss_gradient(x, rs.means[t], 1.0)[1]
+    direct = step @ pull / (np.linalg.norm(step) * np.linalg.norm(pull))
+    assert update_alignment(x, rs, [1])[0] == pytest.approx(direct, rel=1e-12)
+
+
+def test_update_alignment_bad_input():
+    x, m0, _ = _blobs()
+    gd = fit_prototypes(x, m0, sigma=1.0, lr=1.0, n_steps=3, record_responsibilities=False)
+    with pytest.raises(ValueError, match="^run "):
+        update_alignment(x, "not a run")
+    with pytest.raises(ValueError, match="^x must have 2 columns"):
+        update_alignment(np.zeros((4, 3)), gd)
+    with pytest.raises(ValueError, match="^x "):
+        update_alignment(np.full((4, 2), np.nan), gd)
+    with pytest.raises(ValueError, match="^components "):
+        update_alignment(x, gd, [5])
+    with pytest.raises(ValueError, match="^components "):
+        update_alignment(x, gd, [])
+    with pytest.raises(ValueError, match="min_pull"):
+        update_alignment(x, gd, min_pull=0.0)
 
 
 def test_bad_input():
