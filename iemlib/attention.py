@@ -344,18 +344,7 @@ def autograd_gradients(
     params = [t.clone().requires_grad_(True) for t in (Wq, Wk, Wv, Wo, b_)]
     Wq, Wk, Wv, Wo, b_ = params
     with torch.enable_grad():
-        d_k = Wq.shape[0]
-        q = x_ @ Wq.T
-        k = x_ @ Wk.T
-        v = x_ @ Wv.T
-        s = q @ k.transpose(-1, -2) / math.sqrt(d_k)
-        if causal:
-            T = x_.shape[-2]
-            allowed = torch.ones(T, T, dtype=torch.bool, device=x_.device).tril()
-            alpha = torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1)
-        else:
-            alpha = torch.softmax(s, dim=-1)
-        g = alpha @ v
+        q, k, v, s, alpha, g = _forward_torch(x_, Wq, Wk, Wv, causal)
         _, _, loss = _logits_loss(g, Wo, b_, _labels_to_torch(y, x_.device))
         inter = [g, alpha, s, v, q, k]
         grads = torch.autograd.grad(loss, params + inter)

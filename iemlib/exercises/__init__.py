@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["Feedback", "check_close", "check_true"]
+__all__ = ["Feedback", "check_close", "check_true", "no_answer", "matches"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,27 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def no_answer(answer: Any) -> bool:
+    """True when the reader has not answered yet (``None`` or the placeholder ``...``)."""
+    return answer is None or answer is Ellipsis
+
+
+def matches(answer: Any, target: Any, *, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """True when ``answer`` is numeric, has ``target``'s shape and is close to it.
+
+    Used by checkers to recognise a *specific* wrong answer (a flipped sign, a missing factor)
+    and explain it; never raises.
+    """
+    if no_answer(answer):
+        return False
+    try:
+        a = _to_numpy(answer).astype(np.float64)
+    except (TypeError, ValueError):
+        return False
+    t = _to_numpy(target).astype(np.float64)
+    return a.shape == t.shape and bool(np.allclose(a, t, rtol=rtol, atol=atol))
+
+
 def check_close(
     answer: Any,
     expected: Any,
@@ -55,7 +76,7 @@ def check_close(
     answer is (shape mismatch, or the largest absolute difference), without printing the
     expected value.
     """
-    if answer is None or answer is Ellipsis:
+    if no_answer(answer):
         return Feedback(False, f"{what}: no answer yet — replace the `...` with your code. {hint}")
     try:
         a = _to_numpy(answer).astype(np.float64)

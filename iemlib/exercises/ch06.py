@@ -11,18 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import Feedback, _to_numpy, check_close
+from ..objectives import responsibilities
+from . import Feedback, _to_numpy, check_close, matches
 
 __all__ = ["check_distance_gradient", "check_wrong_push_total", "check_linear_step"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def _no_answer(answer: Any) -> bool:
-    return answer is None or answer is Ellipsis
+    return responsibilities(-z)
 
 
 def check_distance_gradient(answer: Any, z: Any, y: Any) -> Feedback:
@@ -40,13 +36,8 @@ def check_distance_gradient(answer: Any, z: Any, y: Any) -> Feedback:
     y_ = np.asarray(_to_numpy(y)).astype(np.int64)
     K = z_.shape[-1]
     expected = np.eye(K)[y_] - _softmax(z_)
-    if not _no_answer(answer):
-        try:
-            a = _to_numpy(answer).astype(np.float64)
-        except (TypeError, ValueError):
-            a = None
-        if a is not None and a.shape == expected.shape and np.allclose(a, -expected, rtol=1e-6, atol=1e-9):
-            return Feedback(
+    if matches(answer, -expected):
+        return Feedback(
                 False,
                 f"{what}: you have the opposite sign: r - onehot is the gradient with respect to the "
                 "logits z (the formula printed in the paper). Since d = -z, the chain rule flips it.",
@@ -83,18 +74,12 @@ def check_linear_step(answer: Any, x: Any, z: Any, y: int, lr: float) -> Feedbac
     K = z_.shape[-1]
     g = np.eye(K)[int(y)] - _softmax(z_)  # gradient of the loss with respect to d
     expected = -float(lr) * (x_ @ x_ + 1.0) * g
-    if not _no_answer(answer):
-        try:
-            a = _to_numpy(answer).astype(np.float64)
-        except (TypeError, ValueError):
-            a = None
-        if a is not None and a.shape == expected.shape:
-            if np.allclose(a, -expected, rtol=1e-6, atol=1e-12):
-                return Feedback(False, "The change of d: the sign is flipped. Descent moves d against the "
-                                       "gradient with respect to d, and d = -z.")
-            if np.allclose(a, -float(lr) * g, rtol=1e-6, atol=1e-12):
-                return Feedback(False, "The change of d: right direction, wrong size. Class j's distance "
-                                       "depends on its row of W and on b_j; count how much each moves it.")
+    if matches(answer, -expected, atol=1e-12):
+        return Feedback(False, "The change of d: the sign is flipped. Descent moves d against the "
+                               "gradient with respect to d, and d = -z.")
+    if matches(answer, -float(lr) * g, atol=1e-12):
+        return Feedback(False, "The change of d: right direction, wrong size. Class j's distance "
+                               "depends on its row of W and on b_j; count how much each moves it.")
     return check_close(
         answer,
         expected,
