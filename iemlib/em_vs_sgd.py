@@ -301,7 +301,7 @@ def train(
     same initialization and see the same data. Runs whose loss becomes non-finite are frozen
     and flagged in ``Result.diverged``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bar on stderr: live in Jupyter, left out of the HTML book
 
     items = [configs] if isinstance(configs, Config) else list(configs)
     if not items:
