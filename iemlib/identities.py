@@ -51,6 +51,7 @@ __all__ = [
     "logdet_gradient",
     "gaussian_logpdf",
     "gaussian_logpdf_cov_gradient",
+    "fisher_identity",
 ]
 
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -453,3 +454,32 @@ def gaussian_logpdf_cov_gradient(x: ArrayLike, mu: ArrayLike, Sigma: ArrayLike) 
     if is_torch(Sigma):
         return torch.as_tensor(g, dtype=Sigma.dtype)
     return g.astype(np.asarray(Sigma).dtype)
+
+
+def fisher_identity(log_joint: Callable[[torch.Tensor], torch.Tensor], theta: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides of Fisher's identity at ``theta``, by autograd.
+
+    ``log_joint(theta)`` returns the K complete-data log-likelihoods ``log p(x, z = j | theta)``
+    (a tensor of shape (K,)). The left side is the score of the marginal,
+    ``grad_theta log sum_j p(x, z = j | theta)``; the right side is the posterior expectation of the
+    complete-data score, ``sum_j p(z = j | x, theta) grad_theta log p(x, z = j | theta)``. They are
+    equal for every model (a sanity check of the algebra, not evidence). Theorem 1 is the case
+    ``log p(x, z = j) = -d_j`` with ``theta = d``. Returns ``(left, right)``, float64 numpy arrays
+    of the shape of ``theta``.
+    """
+    if not callable(log_joint):
+        raise ValueError(f"log_joint must be callable, got {type(log_joint).__name__}")
+    th = as_float_array(theta, "theta")
+    th = (th.detach() if is_torch(th) else torch.as_tensor(np.asarray(th))).to(torch.float64)
+    th = th.clone().requires_grad_(True)
+    lj = log_joint(th)
+    if not is_torch(lj) or lj.ndim != 1 or lj.numel() == 0:
+        raise ValueError("log_joint(theta) must return a non-empty 1-D tensor of complete-data log-likelihoods")
+    (left,) = torch.autograd.grad(torch.logsumexp(lj, 0), th, retain_graph=True)
+    post = torch.softmax(lj.detach(), 0)
+    right = torch.zeros_like(th)
+    for j in range(lj.numel()):
+        (gj,) = torch.autograd.grad(lj[j], th, retain_graph=True, allow_unused=True)
+        if gj is not None:
+            right = right + post[j] * gj
+    return left.numpy(), right.numpy()
