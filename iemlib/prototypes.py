@@ -33,6 +33,8 @@ __all__ = [
     "responsibility_entropy",
     "prototype_loss_gradient",
     "em_mean_update",
+    "em_mean_update_batch",
+    "nearest_center_match",
     "fit_prototypes",
     "fit_prototypes_random_search",
     "update_alignment",
@@ -102,6 +104,45 @@ def em_mean_update(x: ArrayLike, means: ArrayLike, sigma: float = 1.0) -> np.nda
     Nj = r.sum(0)
     new = (r.T @ x_t) / torch.where(Nj > 0, Nj, 1.0)[:, None]
     return torch.where((Nj > 0)[:, None], new, m_t).numpy()
+
+
+def em_mean_update_batch(x: ArrayLike, means: ArrayLike, sigma: float = 1.0, n_steps: int = 1) -> np.ndarray:
+    """``n_steps`` classical EM mean updates (equal weights, fixed sigma) for B prototype sets at
+    once. ``x``: one data set (N, D) or one per set (B, N, D); ``means``: (B, K, D). Returns the
+    means after the last update, shape (B, K, D). A prototype with no responsibility keeps its mean."""
+    x = as_float_array(x, "x", ndim=(2, 3))
+    m = as_float_array(means, "means", ndim=3)
+    s = check_positive(sigma, "sigma")
+    n = check_int(n_steps, "n_steps", minimum=0)
+    xt = _as_tensor(x)
+    mt = _as_tensor(m).clone()
+    if xt.ndim == 2:
+        xt = xt[None].expand(mt.shape[0], -1, -1)
+    if xt.shape[0] != mt.shape[0] or xt.shape[-1] != mt.shape[-1]:
+        raise ValueError(f"means must have shape (B, K, {xt.shape[-1]}) with B = {xt.shape[0]}, got {tuple(mt.shape)}")
+    for _ in range(n):
+        d = ((xt[:, :, None, :] - mt[:, None, :, :]) ** 2).sum(-1) / (2.0 * s * s)
+        r = torch.softmax(-d, dim=-1)  # (B, N, K)
+        Nj = r.sum(1)  # (B, K)
+        new = torch.einsum("bnk,bnd->bkd", r, xt) / torch.where(Nj > 0, Nj, 1.0)[..., None]
+        mt = torch.where((Nj > 0)[..., None], new, mt)
+    return mt.numpy()
+
+
+def nearest_center_match(means: ArrayLike, centers: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """For prototype sets ``means`` (B, K, D) and true ``centers`` (C, D): whether the K prototypes'
+    nearest centres are all different (a (B,) bool array; needs K <= C to be possible) and the
+    largest distance from a prototype to its nearest centre (a (B,) array)."""
+    m = as_float_array(means, "means", ndim=3)
+    c = as_float_array(centers, "centers", ndim=2)
+    m = m.detach().cpu().numpy() if is_torch(m) else np.asarray(m, dtype=np.float64)
+    c = c.detach().cpu().numpy() if is_torch(c) else np.asarray(c, dtype=np.float64)
+    if m.shape[-1] != c.shape[-1]:
+        raise ValueError(f"centers must have {m.shape[-1]} columns, got shape {c.shape}")
+    dist = np.linalg.norm(m[:, :, None, :] - c[None, None, :, :], axis=-1)  # (B, K, C)
+    nearest = dist.argmin(-1)
+    distinct = np.array([len(set(row.tolist())) == m.shape[1] for row in nearest])
+    return distinct, dist.min(-1).max(-1)
 
 
 @dataclass(frozen=True)

@@ -228,3 +228,33 @@ def test_ch01_checkers():
         for bad in (..., None, "text", [np.nan]):
             fb = check(bad)  # never raises
             assert not fb and isinstance(fb.message, str)
+
+
+def test_em_mean_update_batch_matches_the_single_update():
+    from iemlib.prototypes import em_mean_update_batch
+
+    x, m0, _ = _blobs(2)
+    rng = np.random.default_rng(0)
+    ms = m0[None] + 0.3 * rng.normal(size=(3, 3, 2))
+    out = em_mean_update_batch(x, ms, sigma=1.2, n_steps=4)
+    for b in range(3):
+        ref = ms[b]
+        for _ in range(4):
+            ref = em_mean_update(x, ref, sigma=1.2)
+        np.testing.assert_allclose(out[b], ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(em_mean_update_batch(np.stack([x] * 3), ms, 1.2, 4), out, rtol=1e-12)
+    np.testing.assert_array_equal(em_mean_update_batch(x, ms, 1.2, 0), ms)
+    with pytest.raises(ValueError, match="means"):
+        em_mean_update_batch(x, np.zeros((3, 3, 5)))
+
+
+def test_nearest_center_match():
+    from iemlib.prototypes import nearest_center_match
+
+    c = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    m = np.array([[[0.1, 0.0], [5.0, 0.2], [0.0, 4.0]], [[0.1, 0.0], [0.2, 0.0], [0.0, 5.0]]])
+    distinct, worst = nearest_center_match(m, c)
+    assert distinct.tolist() == [True, False]
+    np.testing.assert_allclose(worst, [1.0, 0.2])
+    with pytest.raises(ValueError, match="centers"):
+        nearest_center_match(m, np.zeros((3, 3)))
