@@ -58,6 +58,7 @@ __all__ = [
     "gradient_step",
     "ToyRun",
     "simulate_toy",
+    "toy_summary",
 ]
 
 #: The trainable parameters, in the order of :func:`closed_form_gradients`' signature.
@@ -503,3 +504,82 @@ def simulate_toy(
         grads={k: np.asarray(v) for k, v in ghist.items()},
         **arr,
     )
+
+
+def toy_summary(run: ToyRun, *, late_from: int = 30) -> dict[str, float]:
+    """The chapter-5 diagnostics of one :class:`ToyRun`, as numbers (so that they can be reported
+    over many seeds). Every gradient is of the summed cross-entropy loss.
+
+    Keys: ``loss_start``, ``loss_end``, ``monotone`` (1.0 if the loss fell at every step),
+    ``finite`` (1.0 if every loss is finite), ``entropy_end`` (mean attention entropy, nats),
+    ``max_weight_end`` (mean over queries of the largest weight), ``usage_std_start`` / ``_end``,
+    ``columns_over_one`` (columns whose final usage exceeds 1, one query's worth),
+    ``columns_under_half``, ``corr_usage_grad_median`` (median over steps of the correlation across
+    columns of usage and ``||dL/dv_j||``) and ``corr_usage_grad_late`` (its mean from step
+    ``late_from`` on), ``value_step_lowers_compat`` (fraction of steps at which the value step lowers
+    ``sum_ij alpha_ij b_ij`` to first order), ``alpha_rise_at_positive_A`` / ``_negative_A`` (fraction
+    of entries whose weight rises in one step, split by the sign of the advantage before it),
+    ``score_sign_agreement`` (fraction of entries where the realized score change has the sign of the
+    free-score step), ``value_update_cos_median`` (median cosine of realized and free value updates),
+    ``score_grad_positive_fraction`` (fraction of allowed entries with ``dL/ds_ij > 0``),
+    ``score_grad_row_sum_max`` (largest ``|sum_j dL/ds_ij|``), ``t90_alpha``, ``t90_v`` and
+    ``t90_v_direction`` (steps to reach 90 % of the final change of the attention weights, of the
+    values, and of the value directions ``v_j / ||v_j||``).
+    """
+    from . import diagnostics as dg  # local import: diagnostics does not depend on this module
+
+    if not isinstance(run, ToyRun):
+        raise ValueError(f"run must be a ToyRun, got {type(run).__name__}")
+    n = run.n_steps
+    if n < 2:
+        raise ValueError(f"run must have at least 2 steps, got {n}")
+    late_from = check_int(late_from, "late_from", minimum=0)
+    finite = bool(np.all(np.isfinite(run.loss)))
+    out: dict[str, float] = {
+        "loss_start": float(run.loss[0]),
+        "loss_end": float(run.loss[-1]),
+        "monotone": float(np.all(np.diff(run.loss) < 0)),
+        "finite": float(finite),
+    }
+    if not finite:
+        return out
+    usage = run.alpha.sum(-2)  # (n+1, T)
+    ent = -(np.where(run.alpha > 0, run.alpha * np.log(np.where(run.alpha > 0, run.alpha, 1.0)), 0.0)).sum(-1)
+    gnorm = np.linalg.norm(run.dL_dv, axis=-1)
+    corr = []
+    for t in range(n):
+        try:
+            corr.append(dg.pearson(usage[t], gnorm[t]))
+        except ValueError:  # a constant column usage or gradient size: no correlation defined
+            corr.append(np.nan)
+    corr = np.asarray(corr)
+    dv_free = -run.lr * run.dL_dv[:-1]
+    change = np.einsum("tij,tid,tjd->t", run.alpha[:-1], run.u[:-1], dv_free)
+    dalpha = np.diff(run.alpha, axis=0)
+    A_prev = run.advantage[:-1]
+    ds_real, ds_free = np.diff(run.s, axis=0), -run.lr * run.dL_ds[:-1]
+    dv_real = np.diff(run.v, axis=0)
+    cos_v = (dv_real * dv_free).sum(-1) / (np.linalg.norm(dv_real, axis=-1) * np.linalg.norm(dv_free, axis=-1) + 1e-300)
+    mask = ~np.triu(np.ones(run.alpha.shape[-2:], dtype=bool), 1) if run.causal else np.ones(run.alpha.shape[-2:], dtype=bool)
+    direction = run.v / np.linalg.norm(run.v, axis=-1, keepdims=True)
+    out.update(
+        entropy_end=float(ent[-1].mean()),
+        max_weight_end=float(run.alpha[-1].max(-1).mean()),
+        usage_std_start=float(usage[0].std()),
+        usage_std_end=float(usage[-1].std()),
+        columns_over_one=float((usage[-1] > 1).sum()),
+        columns_under_half=float((usage[-1] < 0.5).sum()),
+        corr_usage_grad_median=float(np.nanmedian(corr)),
+        corr_usage_grad_late=float(np.nanmean(corr[late_from:])) if late_from < n else float("nan"),
+        value_step_lowers_compat=float(np.mean(change < 0)),
+        alpha_rise_at_positive_A=float(np.mean(dalpha[A_prev > 0] > 0)),
+        alpha_rise_at_negative_A=float(np.mean(dalpha[A_prev < 0] > 0)),
+        score_sign_agreement=float(np.mean(np.sign(ds_real) == np.sign(ds_free))),
+        value_update_cos_median=float(np.median(cos_v)),
+        score_grad_positive_fraction=float(np.mean(run.dL_ds[:, mask] > 0)),
+        score_grad_row_sum_max=float(np.abs(run.dL_ds.sum(-1)).max()),
+        t90_alpha=float(dg.settling_step(run.alpha)),
+        t90_v=float(dg.settling_step(run.v)),
+        t90_v_direction=float(dg.settling_step(direction)),
+    )
+    return out

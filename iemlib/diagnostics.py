@@ -34,6 +34,7 @@ __all__ = [
     "mass_on_positive_advantage",
     "pearson",
     "pca",
+    "settling_step",
 ]
 
 
@@ -208,3 +209,20 @@ def pca(points: ArrayLike, n_components: int = 2) -> tuple[np.ndarray, np.ndarra
     total = float((S**2).sum())
     ratio = (S[:k] ** 2) / total if total > 0 else np.zeros(k)
     return Xc @ comps.T, comps, ratio
+
+
+def settling_step(trajectory: ArrayLike, fraction: float = 0.9) -> int:
+    """First step ``t`` at which ``||X_t - X_0|| >= fraction * ||X_T - X_0||`` for a trajectory with
+    the step axis first (any trailing shape): how long the quantity takes to make ``fraction`` of
+    its total change. Returns 0 when the quantity does not change at all."""
+    X = as_float_array(trajectory, "trajectory", min_ndim=1)
+    X = X.detach().cpu().numpy() if is_torch(X) else np.asarray(X, dtype=np.float64)
+    if X.shape[0] < 2:
+        raise ValueError(f"trajectory must hold at least two steps, got {X.shape[0]}")
+    f = float(fraction)
+    if not 0.0 < f <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    disp = np.linalg.norm((X - X[0]).reshape(X.shape[0], -1), axis=1)
+    if disp[-1] == 0:
+        return 0
+    return int(np.argmax(disp >= f * disp[-1]))

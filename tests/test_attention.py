@@ -255,3 +255,22 @@ def test_ch05_checkers_accept_right_and_reject_wrong():
         fb = chk(...)
         assert not fb and "no answer yet" in fb.message
         assert not chk("not a number")
+
+
+def test_toy_summary_numbers_match_the_run():
+    from iemlib.attention import simulate_toy, toy_summary
+
+    run = simulate_toy(seed=1, n_steps=100)
+    s = toy_summary(run)
+    assert s["loss_start"] == run.loss[0] and s["loss_end"] == run.loss[-1]
+    assert s["monotone"] == float(np.all(np.diff(run.loss) < 0))
+    usage = run.alpha[-1].sum(0)
+    assert s["columns_over_one"] == float((usage > 1).sum())
+    assert s["value_step_lowers_compat"] == 1.0  # an identity: -lr sum_j ||ubar_j||^2 < 0
+    assert s["score_grad_row_sum_max"] < 1e-12  # the advantage law sums to zero over keys
+    assert 0.0 < s["score_grad_positive_fraction"] < 1.0  # either sign
+    disp = np.linalg.norm((run.alpha - run.alpha[0]).reshape(101, -1), axis=1)
+    t = int(s["t90_alpha"])
+    assert disp[t] >= 0.9 * disp[-1] and (t == 0 or disp[t - 1] < 0.9 * disp[-1])
+    with pytest.raises(ValueError, match="ToyRun"):
+        toy_summary("not a run")

@@ -154,3 +154,20 @@ def test_diagnostic_invariants_property(T, nb, seed, causal):
     assert np.all((m >= 0) & (m <= 1 + 1e-12))
     # numpy and torch agree
     assert np.allclose(advantage(torch.tensor(B), torch.tensor(alpha), mask).numpy(), A)
+
+
+def test_settling_step():
+    from iemlib.diagnostics import settling_step
+
+    traj = np.array([0.0, 5.0, 9.0, 9.5, 10.0])
+    assert settling_step(traj, 0.9) == 2
+    assert settling_step(traj, 1.0) == 4
+    assert settling_step(np.ones((4, 2, 2))) == 0
+    # any trailing shape: norm of the displacement
+    t2 = np.zeros((3, 2, 2))
+    t2[1, 0, 0], t2[2, 0, 0] = 1.0, 1.0
+    assert settling_step(t2) == 1
+    with pytest.raises(ValueError, match="fraction"):
+        settling_step(traj, 0.0)
+    with pytest.raises(ValueError, match="two steps"):
+        settling_step(np.zeros((1, 3)))
