@@ -524,7 +524,9 @@ def toy_summary(run: ToyRun, *, late_from: int = 30) -> dict[str, float]:
     ``score_grad_positive_fraction`` (fraction of allowed entries with ``dL/ds_ij > 0``),
     ``score_grad_row_sum_max`` (largest ``|sum_j dL/ds_ij|``), ``t90_alpha``, ``t90_v`` and
     ``t90_v_direction`` (steps to reach 90 % of the final change of the attention weights, of the
-    values, and of the value directions ``v_j / ||v_j||``).
+    values, and of the value directions ``v_j / ||v_j||``), ``value_norm_max_end``,
+    ``value_norm_growth`` (mean final over mean initial value norm) and ``pca_pc1_ratio`` (share of
+    the variance of all value positions over training on their first principal component).
     """
     from . import diagnostics as dg  # local import: diagnostics does not depend on this module
 
@@ -581,5 +583,8 @@ def toy_summary(run: ToyRun, *, late_from: int = 30) -> dict[str, float]:
         t90_alpha=float(dg.settling_step(run.alpha)),
         t90_v=float(dg.settling_step(run.v)),
         t90_v_direction=float(dg.settling_step(direction)),
+        value_norm_max_end=float(np.linalg.norm(run.v[-1], axis=-1).max()),
+        value_norm_growth=float(np.linalg.norm(run.v[-1], axis=-1).mean() / np.linalg.norm(run.v[0], axis=-1).mean()),
+        pca_pc1_ratio=float(dg.pca(run.v.reshape(-1, run.v.shape[-1]), n_components=1)[2][0]),
     )
     return out
