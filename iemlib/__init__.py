@@ -8,11 +8,14 @@ Modules, one concept each:
 - ``objectives``: log-sum-exp, responsibilities, cross-entropy, sigmoid and correntropy losses
   written in distances, with closed-form gradients.
 - ``identities``: checking a gradient identity by autograd, closed form and finite differences.
+- ``conditions``: Theorem 1's three conditions re-examined (other kernels, no normalization,
+  evolution strategies, the unshifted formula in floating point).
 - ``distances``: affine-absolute and Mahalanobis distances.
 - ``prototypes``: plain gradient descent on a log-sum-exp objective over prototypes (chapter 1).
 - ``mixture``: Gaussian-mixture data, classical EM (``GaussianMixtureEM``) and its
   gradient-descent twin (``ImplicitEM``).
 - ``attention``, ``diagnostics``: single-head attention, its closed-form gradients, §8.1 diagnostics.
+- ``hopfield``: modern Hopfield retrieval, where Theorem 1 applies to attention literally.
 - ``classification``: digits data and classifiers (constrained regime).
 - ``taxonomy``, ``failure_modes``: softmax vs sigmoids vs correntropy; the limits of §6.
 - ``markov``, ``em_vs_sgd``: the sticky Markov chain and the EM-vs-SGD reproduction.
