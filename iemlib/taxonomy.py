@@ -19,6 +19,22 @@ prototype ``j`` (``s`` is a fixed length scale), and all **minimized** by gradie
 
 The distance each objective takes as its argument (``e`` for the first two, ``rho`` for the
 correntropy kernel) is what :func:`gradient_jacobian` differentiates against.
+
+A fourth loss, ``"sqrt"``, is not one of the three the chapter compares in ``OBJECTIVES`` but
+the counter-example to "only the log couples": ``2 - 2 sqrt(Z_i)`` with ``Z_i = sum_j exp(-e_ij)``,
+the loss of the objective ``L = 2 (sqrt(Z) - 1)``. Its Jacobian is not diagonal (any nonlinear
+function of ``Z`` couples the components), but its update weights ``sqrt(Z_i) r_ij`` do not
+sum to one.
+
+**Functions of the partition function.** For any objective ``L = g(Z)``, ``Z = sum_k exp(-d_k)``
+(maximized), ``dL/dd_j = -g'(Z) exp(-d_j) = -g'(Z) Z r_j``: the update weights are always
+proportional to the responsibilities within a point, and sum to ``g'(Z) Z``, which is one for
+every ``d`` exactly when ``g = log + const``. The mixed second derivative is
+``g''(Z) exp(-d_j) exp(-d_k)``, non-zero for every ``g`` that is not affine. The power
+family ``g_alpha(Z) = (Z^alpha - 1) / alpha`` (``alpha = 0``: ``log Z``; ``alpha = 1``: ``Z - 1``,
+the correntropy kernel up to a constant; ``alpha = 1/2``: the ``"sqrt"`` objective) has the
+closed forms in :func:`power_objective`, :func:`power_weights` and :func:`power_hessian`
+(the maximum L_q-likelihood family of Ferrari and Yang, 2010, with ``alpha = 1 - q``).
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from .objectives import correntropy, lse, sigmoid_bce
 
 __all__ = [
     "OBJECTIVES",
+    "LOSSES",
     "CORRENTROPY_SIGMA",
     "make_mixture_task",
     "energies",
@@ -52,17 +69,28 @@ __all__ = [
     "coverage_over_inits",
     "prototype_gradient_norms",
     "far_point_profile",
+    "partition_objective",
+    "power_objective",
+    "power_weights",
+    "power_hessian",
+    "weight_sums",
+    "fit_prototypes_batch",
+    "far_starts",
+    "coverage_table",
+    "trajectory_coupling",
 ]
 
 #: The three objectives compared, in the order the book plots them.
 OBJECTIVES: tuple[str, ...] = ("lse", "sigmoid", "correntropy")
+#: Every loss the functions below accept: the three of ``OBJECTIVES`` and the counter-example ``"sqrt"``.
+LOSSES: tuple[str, ...] = OBJECTIVES + ("sqrt",)
 #: Kernel width of the correntropy objective in units of ``s``: ``1 - exp(-rho^2 / 2) = 1 - exp(-e)``.
 CORRENTROPY_SIGMA: float = math.sqrt(2.0)
 
 
 def _check_kind(kind: Any) -> str:
-    if kind not in OBJECTIVES:
-        raise ValueError(f"kind must be one of {OBJECTIVES}, got {kind!r}")
+    if kind not in LOSSES:
+        raise ValueError(f"kind must be one of {LOSSES}, got {kind!r}")
     return str(kind)
 
 
@@ -133,6 +161,8 @@ def loss_from_distances(kind: str, d: Any) -> torch.Tensor:
     d = _as_tensor(d, "d", ndim=2)
     if kind == "lse":
         return -lse(d, dim=-1)
+    if kind == "sqrt":
+        return 2.0 - 2.0 * torch.exp(0.5 * lse(d, dim=-1))
     if kind == "sigmoid":
         return sigmoid_bce(d, torch.ones_like(d)).sum(-1)
     return correntropy(d, CORRENTROPY_SIGMA).sum(-1)
@@ -182,6 +212,8 @@ def gradient_jacobian_closed_form(kind: str, d: Any) -> torch.Tensor:
     if kind == "lse":
         r = torch.softmax(-d, dim=-1)
         return r[:, :, None] * r[:, None, :] - torch.diag_embed(r)
+    if kind == "sqrt":
+        return -power_hessian(d, 0.5)
     if kind == "sigmoid":
         return torch.diag_embed(torch.sigmoid(d) * torch.sigmoid(-d))
     s2 = CORRENTROPY_SIGMA**2
@@ -204,10 +236,11 @@ def memberships(kind: str, x: Any, mu: Any, scale: float = 1.0) -> torch.Tensor:
 
     ``"lse"``: responsibilities ``r_ij`` (rows sum to one); ``"sigmoid"``: ``sigmoid(-e_ij)``;
     ``"correntropy"``: the kernel ``exp(-e_ij)``. Only the first is a soft assignment.
+    ``"sqrt"`` splits each point among the components by ``r_ij`` too.
     """
     kind = _check_kind(kind)
     e = energies(x, mu, scale).detach()
-    if kind == "lse":
+    if kind in ("lse", "sqrt"):
         return torch.softmax(-e, dim=-1)
     if kind == "sigmoid":
         return torch.sigmoid(-e)
@@ -381,3 +414,231 @@ def far_point_profile(
     nearest = torch.cdist(x, mu).min(dim=1).values
     gn = prototype_gradient_norms(kind, x, mu, scale)
     return {"t": t.numpy(), "nearest": nearest.numpy(), "grad_norm": gn.numpy()}
+
+
+# ------------------------------------------------------------------------------------------
+# Objectives that are functions of the partition function: what the log buys
+# ------------------------------------------------------------------------------------------
+def partition_objective(d: Any, g: Any) -> torch.Tensor:
+    """``L_i = g(Z_i)`` with ``Z_i = sum_k exp(-d_ik)``, for a torch callable ``g`` (maximized).
+
+    ``d`` has shape ``(N, K)``; the result has shape ``(N,)`` and keeps ``d``'s autograd graph,
+    so ``torch.autograd`` can differentiate any ``g`` (this is what the tests check the closed
+    forms of :func:`power_weights` and :func:`power_hessian` against).
+    """
+    d = _as_tensor(d, "d", ndim=2)
+    if not callable(g):
+        raise ValueError(f"g must be a callable of Z, got {type(g).__name__}")
+    return g(torch.exp(-d).sum(-1))
+
+
+def _check_alpha(alpha: Any) -> float:
+    if isinstance(alpha, bool):
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}") from exc
+    if not math.isfinite(a):
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+    return a
+
+
+def power_objective(d: Any, alpha: float = 0.0) -> torch.Tensor:
+    """The power family ``L_i = (Z_i^alpha - 1) / alpha`` (maximized), ``alpha = 0`` giving ``log Z_i``.
+
+    ``alpha = 0`` is the log-sum-exp objective; ``alpha = 1`` is ``Z - 1`` (separable: the
+    correntropy kernel of chapter 7 up to a constant); ``alpha = 1/2`` is ``2 (sqrt(Z) - 1)``.
+    Computed through ``log Z`` (stable for any finite ``d``). Shape ``(N,)``.
+    """
+    d = _as_tensor(d, "d", ndim=2)
+    a = _check_alpha(alpha)
+    logZ = lse(d, dim=-1)
+    if a == 0.0:
+        return logZ
+    return torch.expm1(a * logZ) / a
+
+
+def power_weights(d: Any, alpha: float = 0.0) -> torch.Tensor:
+    """Closed-form update weights ``w_ij = -dL_i/dd_ij = Z_i^alpha r_ij`` of :func:`power_objective`.
+
+    ``dL/dd_j = -g'(Z) exp(-d_j)`` with ``g'(Z) = Z^(alpha - 1)``: within a point the weights are
+    the responsibilities ``r_ij`` scaled by ``Z_i^alpha``, so they sum to ``Z_i^alpha``, which is
+    one for every ``d`` only when ``alpha = 0`` (the log). Shape ``(N, K)``.
+    """
+    d = _as_tensor(d, "d", ndim=2).detach()
+    a = _check_alpha(alpha)
+    return torch.exp(a * lse(d, dim=-1))[:, None] * torch.softmax(-d, dim=-1)
+
+
+def power_hessian(d: Any, alpha: float = 0.0) -> torch.Tensor:
+    """Closed-form ``H_i[j, k] = d^2 L_i / dd_ij dd_ik`` of :func:`power_objective` (maximized).
+
+    ``H = Z^alpha ((alpha - 1) r r^T + diag(r))``: off-diagonal ``(alpha - 1) Z^alpha r_j r_k``,
+    zero only for ``alpha = 1``, the one member of the family that is affine in ``Z``. For
+    ``alpha = 0`` it is ``diag(r) - r r^T``, the negative of the log-sum-exp loss Jacobian.
+    Shape ``(N, K, K)``.
+    """
+    d = _as_tensor(d, "d", ndim=2).detach()
+    a = _check_alpha(alpha)
+    r = torch.softmax(-d, dim=-1)
+    za = torch.exp(a * lse(d, dim=-1))[:, None, None]
+    return za * ((a - 1.0) * r[:, :, None] * r[:, None, :] + torch.diag_embed(r))
+
+
+def weight_sums(kind: str, x: Any, mu: Any, scale: float = 1.0) -> torch.Tensor:
+    """``sum_j w_ij`` per point: how much pull point ``i`` hands out in total under each loss, ``(N,)``.
+
+    One for ``"lse"`` (every point counts once), ``sqrt(Z_i)`` for ``"sqrt"``, ``Z_i`` for
+    ``"correntropy"`` and ``sum_j sigmoid(e_ij)`` for ``"sigmoid"``.
+    """
+    return gradient_weights(kind, x, mu, scale).sum(1)
+
+
+def _batch_loss(kind: str, x: torch.Tensor, mu: torch.Tensor, s: float) -> torch.Tensor:
+    """Mean per-sample loss of every start: ``x`` (S or 1, N, D), ``mu`` (S, K, D) -> (S,)."""
+    e = ((x[:, :, None, :] - mu[:, None, :, :]) ** 2).sum(-1) / (2.0 * s**2)  # (S, N, K)
+    if kind == "lse":
+        return -torch.logsumexp(-e, -1).mean(-1)
+    if kind == "sqrt":
+        return (2.0 - 2.0 * torch.exp(0.5 * torch.logsumexp(-e, -1))).mean(-1)
+    if kind == "sigmoid":
+        return torch.nn.functional.softplus(e).sum(-1).mean(-1)
+    return (1.0 - torch.exp(-e)).sum(-1).mean(-1)  # correntropy with sigma = sqrt(2): 1 - exp(-e)
+
+
+def fit_prototypes_batch(
+    kind: str,
+    x: Any,
+    mu0: Any,
+    *,
+    scale: float = 1.0,
+    lr: float = 0.5,
+    n_steps: int = 300,
+    record_every: int | None = None,
+) -> dict[str, Any]:
+    """:func:`fit_prototypes` for many starts (and optionally many data sets) at once.
+
+    ``mu0`` has shape ``(S, K, D)``: ``S`` independent runs of full-batch gradient descent on the
+    mean per-sample loss, each from its own start. ``x`` is ``(N, D)`` (one data set shared by
+    every run) or ``(S, N, D)`` (run ``s`` on data set ``s``). The runs do not interact (the
+    summed loss has a block-diagonal gradient), so each follows exactly the path
+    :func:`fit_prototypes` would. Returns ``{"mu_final" (S, K, D), "loss" (S,)}`` and, when
+    ``record_every`` is given, ``"steps"`` and ``"mu"`` ``(T, S, K, D)``.
+    """
+    kind = _check_kind(kind)
+    x = _as_tensor(x, "x", ndim=(2, 3)).detach()
+    mu0 = _as_tensor(mu0, "mu0", ndim=3).detach().to(x.dtype)
+    xb = x[None] if x.ndim == 2 else x
+    if xb.shape[0] not in (1, mu0.shape[0]):
+        raise ValueError(f"x must hold 1 or {mu0.shape[0]} data sets (one per start), got shape {tuple(x.shape)}")
+    if xb.shape[-1] != mu0.shape[-1]:
+        raise ValueError(f"mu0 must have {xb.shape[-1]} coordinates like x, got shape {tuple(mu0.shape)}")
+    s = check_positive(scale, "scale")
+    eta = check_positive(lr, "lr")
+    n = check_int(n_steps, "n_steps", minimum=1)
+    every = None if record_every is None else check_int(record_every, "record_every", minimum=1)
+    mu = mu0.clone().requires_grad_(True)
+    steps, mus = [], []
+    for t in range(n + 1):
+        if every is not None and (t % every == 0 or t == n):
+            steps.append(t)
+            mus.append(mu.detach().clone())
+        if t == n:
+            break
+        (g,) = torch.autograd.grad(_batch_loss(kind, xb, mu, s).sum(), mu)
+        with torch.no_grad():
+            mu -= eta * g
+    with torch.no_grad():
+        loss = _batch_loss(kind, xb, mu, s)
+    out: dict[str, Any] = {"mu_final": mu.detach(), "loss": loss.numpy()}
+    if every is not None:
+        out["steps"] = np.asarray(steps)
+        out["mu"] = torch.stack(mus)
+    return out
+
+
+def far_starts(x: Any, n_components: int = 3, radius: float = 12.0, seeds: Any = range(8)) -> torch.Tensor:
+    """Starts far from the data: ``K`` prototypes at seeded random angles on a circle of ``radius``.
+
+    The circle is centred on the data's centroid, in the plane of its first two coordinates
+    (the others at the centroid). Shape ``(S, K, D)``, one start per seed.
+    """
+    x = _as_tensor(x, "x", ndim=2)
+    K = check_int(n_components, "n_components", minimum=1)
+    R = check_positive(radius, "radius")
+    seeds = [check_int(s_, "seeds") for s_ in seeds]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    if x.shape[1] < 2:
+        raise ValueError(f"x must have at least 2 columns, got shape {tuple(x.shape)}")
+    c = x.detach().mean(0)
+    out = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        ang = 2 * math.pi * torch.rand(K, generator=g, dtype=x.dtype)
+        mu = c.repeat(K, 1)
+        mu[:, 0] += R * torch.cos(ang)
+        mu[:, 1] += R * torch.sin(ang)
+        out.append(mu)
+    return torch.stack(out)
+
+
+def coverage_table(
+    x: Any,
+    true_means: Any,
+    starts: dict[str, Any],
+    *,
+    kinds: tuple[str, ...] = LOSSES,
+    lr: float = 0.5,
+    n_steps: int = 300,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Clusters covered (see :func:`prototype_errors`) per start, for every family of starts and loss.
+
+    ``starts`` maps a name to an ``(S, K, D)`` stack of initial prototypes. Returns
+    ``{start name: {kind: covered counts (S,)}}``; all kinds start from the same prototypes.
+    """
+    x, m = _check_points_prototypes(x, true_means)
+    kinds = tuple(_check_kind(k) for k in kinds)
+    if not starts:
+        raise ValueError("starts must not be empty")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, mu0 in starts.items():
+        mu0 = _as_tensor(mu0, f"starts[{name!r}]", ndim=3)
+        out[name] = {}
+        for k in kinds:
+            mu = fit_prototypes_batch(k, x, mu0, lr=lr, n_steps=n_steps)["mu_final"]
+            out[name][k] = np.asarray([prototype_errors(mu_s, m)["covered"] for mu_s in mu])
+    return out
+
+
+def trajectory_coupling(kind: str, x: Any, mu_path: Any, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Coupling along a training trajectory: how much each point's components interact, per snapshot.
+
+    ``mu_path`` is ``(T, K, D)`` (or ``(T, S, K, D)`` for ``S`` runs). For each snapshot, the
+    per-point Jacobian of the loss gradient ``J_i`` is taken in closed form and summarized by
+    ``"mean_offdiag"``: the mean over points of ``sum_{j != k} |J_i[j, k]|`` (for ``"lse"`` it is
+    ``1 - sum_j r_ij^2``, the responsibility mass a point shares, 0 for a point owned by one
+    component and ``1 - 1/K`` for one split evenly), and ``"shared"``: the fraction of points
+    with some ``|J_i[j, k]| > 0.01``. Arrays of shape ``(T,)`` or ``(T, S)``.
+    """
+    kind = _check_kind(kind)
+    x = _as_tensor(x, "x", ndim=2).detach()
+    P = _as_tensor(mu_path, "mu_path", ndim=(3, 4)).detach()
+    single = P.ndim == 3
+    if single:
+        P = P[:, None]
+    T_, S = P.shape[:2]
+    mo = np.zeros((T_, S))
+    sh = np.zeros((T_, S))
+    K = P.shape[2]
+    mask = ~torch.eye(K, dtype=torch.bool)
+    for t in range(T_):
+        for s_ in range(S):
+            J = gradient_jacobian_closed_form(kind, objective_distances(kind, x, P[t, s_], scale))
+            off = J[:, mask].abs()
+            mo[t, s_] = float(off.sum(1).mean()) if K > 1 else 0.0
+            sh[t, s_] = float((off.amax(1) > 0.01).double().mean()) if K > 1 else 0.0
+    if single:
+        mo, sh = mo[:, 0], sh[:, 0]
+    return {"mean_offdiag": mo, "shared": sh}

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from iemlib import failure_modes as F
+from iemlib import taxonomy as T
 from iemlib.taxonomy import make_mixture_task, max_off_diagonal
 
 F64 = torch.float64
@@ -190,3 +191,159 @@ def test_noise_images():
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# ---------------------------------------------------------------- multi-label scores
+def test_multilabel_scores_by_hand():
+    T_ = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    Z = torch.tensor([[2.0, -1.0], [-1.0, -3.0], [-2.0, -1.0]], dtype=torch.float64)
+    s = F.multilabel_scores(Z, T_, "sigmoid")
+    assert s["label_accuracy"] == pytest.approx(4 / 6)
+    assert s["exact_set"] == pytest.approx(2 / 3)
+    assert s["none_predicted"] == pytest.approx(2 / 3)
+    assert s["silently_dropped"] == pytest.approx(1 / 2)  # row 2 carries labels, gets none
+    assert s["empty_wrong"] == 0.0
+    sm = F.multilabel_scores(Z, T_, "softmax")
+    assert sm["none_predicted"] == 0.0 and sm["empty_wrong"] == 1.0  # softmax always predicts a label
+    with pytest.raises(ValueError, match="kind"):
+        F.multilabel_scores(Z, T_, "relu")
+    with pytest.raises(ValueError, match="T"):
+        F.multilabel_scores(Z, T_[:2], "sigmoid")
+
+
+# ---------------------------------------------------------------- background component
+def test_background_mixture_likelihood_matches_direct_formula():
+    x = torch.tensor([[0.0, 0.0], [0.3, -0.2], [5.0, 5.0], [-6.0, 4.0]], dtype=torch.float64)
+    mu0 = torch.tensor([[0.0, 0.0], [5.0, 5.0]], dtype=torch.float64)
+    res = F.fit_background_mixture(x, mu0, n_steps=1, lr=1e-12)  # parameters practically unchanged
+    w = res["weights"][0]
+    assert torch.allclose(w, torch.full((3,), 1 / 3, dtype=torch.float64))
+    V = float((x.max(0).values - x.min(0).values).prod())
+    dens = w[0] / V + sum(
+        w[j + 1] * torch.exp(-((x - mu0[j]) ** 2).sum(1) / 2) / (2 * math.pi) for j in range(2)
+    )
+    assert abs(float(-torch.log(dens).mean()) - float(res["loss"][0])) < 1e-9
+    r = res["r"][0]
+    assert torch.allclose(r.sum(1), torch.ones(4, dtype=torch.float64))
+    assert torch.allclose(r[:, 0], w[0] / V / dens, atol=1e-9)  # the background column
+
+
+def test_background_ignores_far_points_and_keeps_the_means():
+    task = F.make_outlier_task(n_per_component=60, outlier_fraction=0.2, box=12.0, seed=4)
+    res = F.fit_background_mixture(task["x"], task["means"], n_steps=200)
+    err = (res["mu"][0] - task["means"]).norm(dim=1)
+    assert float(err.max()) < 0.3
+    r0 = res["r"][0, :, 0]
+    far = task["is_outlier"] & (torch.cdist(task["x"], task["means"]).min(1).values > 4.0)
+    assert bool((r0[far] > 0.9).all())
+    assert float(r0[~task["is_outlier"]].max()) < 0.5
+    lse_fit = T.fit_prototypes("lse", task["x"], task["means"], n_steps=200, record_every=200)["mu_final"]
+    assert float((lse_fit - task["means"]).norm(dim=1).mean()) > 2 * float(err.mean())
+    # batched runs equal single runs
+    xb = torch.stack([task["x"], task["x"] + 1.0])
+    rb = F.fit_background_mixture(xb, task["means"], n_steps=50)
+    r1 = F.fit_background_mixture(task["x"] + 1.0, task["means"], n_steps=50)
+    assert torch.allclose(rb["mu"][1], r1["mu"][0], atol=1e-10)
+
+
+def test_update_weights():
+    x = torch.tensor([[0.0, 0.0], [1.0, 2.0]], dtype=torch.float64)
+    mu = torch.tensor([[0.0, 1.0], [2.0, 0.0]], dtype=torch.float64)
+    e = T.energies(x, mu)
+    assert torch.allclose(F.update_weights("lse", x, mu)[0], torch.softmax(-e, 1))
+    assert torch.allclose(F.update_weights("correntropy", x, mu)[0], torch.exp(-e))
+    with pytest.raises(ValueError, match="mu"):
+        F.update_weights("background", x, mu)
+    with pytest.raises(ValueError, match="kind"):
+        F.update_weights("sigmoid", x, mu)
+
+
+def test_outlier_sweep_small():
+    sw = F.outlier_sweep((0.0, 0.2), seeds=[0, 1], n_per_component=50, n_steps=150)
+    assert sw["error"]["lse"].shape == (2, 2)
+    assert np.isnan(sw["flag_outliers"][0]).all()
+    assert (sw["error"]["lse"][1] > sw["error"]["background"][1]).all()
+    assert np.allclose(sw["outlier_share"]["lse"][1], 0.2, atol=0.01)
+    assert (sw["outlier_share"]["background"][1] < 0.1).all()
+    with pytest.raises(ValueError, match="fractions"):
+        F.outlier_sweep([], seeds=[0])
+    with pytest.raises(ValueError, match="fractions"):
+        F.outlier_sweep([-0.1], seeds=[0])
+
+
+# ---------------------------------------------------------------- calibration and scale
+def _ece_reference(p, y, nb=15):
+    conf, pred = p.max(1), p.argmax(1)
+    total = 0.0
+    for k in range(nb):
+        m = (conf > k / nb) & (conf <= (k + 1) / nb)
+        if m.any():
+            total += m.mean() * abs(conf[m].mean() - (pred[m] == y[m]).mean())
+    return total
+
+
+def test_expected_calibration_error():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 4)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = rng.integers(0, 4, size=200)
+    got = F.expected_calibration_error(torch.as_tensor(p), torch.as_tensor(y))
+    assert got.shape == (1,)
+    assert abs(got[0] - _ece_reference(p, y)) < 1e-12
+    sure = torch.tensor([[1.0, 0.0]] * 4, dtype=torch.float64)
+    assert F.expected_calibration_error(sure, torch.tensor([0, 0, 1, 1]))[0] == pytest.approx(0.5)
+    batched = F.expected_calibration_error(torch.stack([sure, sure]), torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]]))
+    assert np.allclose(batched, [0.0, 1.0])
+    with pytest.raises(ValueError, match="y"):
+        F.expected_calibration_error(sure, torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="y"):
+        F.expected_calibration_error(sure, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="n_bins"):
+        F.expected_calibration_error(sure, torch.tensor([0, 0, 1, 1]), n_bins=0)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return F.stack_digit_splits([0, 1], dtype=torch.float64)
+
+
+def test_stack_digit_splits(splits):
+    assert splits["X_train"].shape[0] == 2 and splits["X_train"].shape[2] == 64
+    assert splits["y_train"].shape == splits["X_train"].shape[:2]
+    assert not torch.equal(splits["X_train"][0], splits["X_train"][1])
+    with pytest.raises(ValueError, match="seeds"):
+        F.stack_digit_splits([])
+
+
+def test_train_scale_runs_start_and_growth(splits):
+    h = F.train_scale_runs("prototype", splits, epochs=5, lr=0.1, record_at=(0, 5))
+    assert h["scale"].shape == (2, 2) and np.allclose(h["scale"][0], 1.0)
+    # step 0 is the PrototypeClassifier at its start: same logits, same loss
+    m = F.PrototypeClassifier(splits["X_train"][0], splits["y_train"][0], 10)
+    with torch.no_grad():
+        ref = torch.nn.functional.cross_entropy(m(splits["X_train"][0]), splits["y_train"][0])
+    assert abs(h["train_loss"][0, 0] - float(ref)) < 1e-9
+    assert (h["train_loss"][1] < h["train_loss"][0]).all()
+    lin = F.train_scale_runs("linear", splits, epochs=30, lr=1.0, record_at=(0, 10, 30))
+    assert (np.diff(lin["scale"], axis=0) > 0).all()  # ||W|| grows on separable digits
+    assert (lin["test_acc"][-1] > 0.9).all()
+    with pytest.raises(ValueError, match="kind"):
+        F.train_scale_runs("mlp", splits)
+    with pytest.raises(ValueError, match="data"):
+        F.train_scale_runs("linear", {"X_train": splits["X_train"]})
+    with pytest.raises(ValueError, match="record_at"):
+        F.train_scale_runs("linear", splits, epochs=3, record_at=(0, 5))
+
+
+def test_fit_embedding_mixture(splits):
+    for norm in F.EMBEDDING_NORMS:
+        h = F.fit_embedding_mixture(splits, norm, hidden=8, dim=4, n_steps=3, record_at=(0, 3))
+        assert h["objective"].shape == (2, 2)
+        assert (h["objective"] <= math.log(10) + 1e-9).all()
+        assert ((h["entropy"] >= 0) & (h["entropy"] <= 1 + 1e-9)).all()
+        assert ((h["nmi"] >= 0) & (h["nmi"] <= 1 + 1e-9)).all()
+        assert (h["objective"][1] > h["objective"][0]).all()  # gradient ascent on L
+    with pytest.raises(ValueError, match="norm"):
+        F.fit_embedding_mixture(splits, "batchnorm")
+    with pytest.raises(ValueError, match="record_at"):
+        F.fit_embedding_mixture(splits, n_steps=2, record_at=(5,))

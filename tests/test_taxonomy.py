@@ -214,3 +214,142 @@ def test_ch07_checkers():
     assert not ch07.check_coupled_objectives(["lse", "sigmoid"])
     assert not ch07.check_coupled_objectives(...)
     assert not ch07.check_coupled_objectives(3)
+
+
+# ---------------------------------------------------------------- functions of the partition function
+ALPHAS = (-1.0, 0.0, 0.5, 1.0, 2.0)
+
+
+def _g_alpha(alpha):
+    if alpha == 0.0:
+        return torch.log
+    return lambda Z: (Z**alpha - 1.0) / alpha
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_power_family_closed_forms_match_autograd(alpha):
+    g = torch.Generator().manual_seed(1)
+    d = 3.0 * torch.rand(5, 4, generator=g, dtype=F64)
+    dd = d.clone().requires_grad_(True)
+    L = T.power_objective(dd, alpha)
+    assert torch.allclose(L, T.partition_objective(d, _g_alpha(alpha)), atol=1e-12)
+    (grad,) = torch.autograd.grad(L.sum(), dd)
+    assert torch.allclose(-grad, T.power_weights(d, alpha), atol=1e-13)
+    H = T.power_hessian(d, alpha)
+    for i in range(len(d)):
+        Hi = torch.autograd.functional.hessian(lambda z: T.partition_objective(z[None], _g_alpha(alpha)).sum(), d[i])
+        assert torch.allclose(Hi, H[i], atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_power_family_finite_differences(alpha):
+    d = torch.tensor([[0.3, 1.1, 2.0]], dtype=F64)
+    h = 1e-5
+    w = T.power_weights(d, alpha)
+    H = T.power_hessian(d, alpha)
+    for j in range(3):
+        e = torch.zeros_like(d)
+        e[0, j] = h
+        fd = (T.power_objective(d + e, alpha) - T.power_objective(d - e, alpha)) / (2 * h)
+        assert abs(float(fd) + float(w[0, j])) < 1e-9
+        fd_w = (T.power_weights(d + e, alpha) - T.power_weights(d - e, alpha)) / (2 * h)  # d w / d d_j = -H[:, j]
+        assert torch.allclose(-fd_w[0], H[0, :, j], atol=1e-8)
+
+
+@given(dist_arrays(min_k=2), st.sampled_from(ALPHAS))
+def test_weights_are_responsibilities_times_z_alpha(d, alpha):
+    d = torch.as_tensor(d)
+    w = T.power_weights(d, alpha)
+    r = responsibilities(d)
+    Z = torch.exp(-d).sum(1)
+    assert torch.allclose(w, r * Z[:, None] ** alpha, rtol=1e-10, atol=1e-300)
+    # the split within a point is always r; the total is Z^alpha, one for every d only at alpha = 0
+    assert torch.allclose(w.sum(1), Z**alpha, rtol=1e-10)
+    if alpha == 0.0:
+        assert torch.allclose(w.sum(1), torch.ones(len(d), dtype=F64))
+
+
+def test_only_the_log_sums_to_one_and_only_affine_g_is_separable():
+    d = torch.tensor([[0.0, 0.5, 3.0], [2.0, 2.5, 6.0]], dtype=F64)  # Z differs between the rows
+    for alpha in ALPHAS:
+        sums = T.power_weights(d, alpha).sum(1)
+        assert bool(torch.allclose(sums, torch.ones(2, dtype=F64))) == (alpha == 0.0)
+        off = T.max_off_diagonal(T.power_hessian(d, alpha))
+        assert (off < 1e-15) == (alpha == 1.0)
+    # -sqrt(Z), the counter-example: a nonlinear g that couples
+    dd = d.clone().requires_grad_(True)
+    H = torch.autograd.functional.hessian(lambda z: (-torch.exp(-z).sum(-1).sqrt()).sum(), dd)
+    assert abs(float(H[0, 0, 0, 1])) > 1e-3
+
+
+def test_sqrt_loss_is_minus_the_half_power_objective():
+    d = torch.tensor([[0.2, 1.5, 3.0], [4.0, 0.0, 0.7]], dtype=F64)
+    assert torch.allclose(T.loss_from_distances("sqrt", d), -T.power_objective(d, 0.5))
+    assert torch.allclose(T.gradient_jacobian("sqrt", d), T.gradient_jacobian_closed_form("sqrt", d), atol=1e-13)
+    assert T.max_off_diagonal(T.gradient_jacobian("sqrt", d)) > 1e-3
+    x, _, m = T.make_mixture_task(n_per_component=4)
+    e = T.energies(x, m)
+    assert torch.allclose(T.weight_sums("sqrt", x, m), torch.exp(-e).sum(1).sqrt())
+    assert torch.allclose(T.weight_sums("lse", x, m), torch.ones(len(x), dtype=F64))
+
+
+def test_batch_fit_follows_the_single_fits(task):
+    x, _, m = task
+    mu0 = torch.stack([T.initial_prototypes(x, 3, seed=s) for s in (0, 1)])
+    for kind in T.LOSSES:
+        hb = T.fit_prototypes_batch(kind, x, mu0, lr=0.5, n_steps=50, record_every=10)
+        for s in range(2):
+            h = T.fit_prototypes(kind, x, mu0[s], lr=0.5, n_steps=50, record_every=10)
+            assert torch.allclose(hb["mu_final"][s], h["mu_final"], atol=1e-10)
+            assert abs(hb["loss"][s] - h["loss"][-1]) < 1e-10
+        assert hb["mu"].shape == (6, 2, 3, 2)
+    # one data set per run
+    xb = torch.stack([x, x + 1.0])
+    hb = T.fit_prototypes_batch("lse", xb, mu0, n_steps=20)
+    h1 = T.fit_prototypes("lse", x + 1.0, mu0[1], n_steps=20, record_every=20)
+    assert torch.allclose(hb["mu_final"][1], h1["mu_final"], atol=1e-10)
+
+
+def test_far_starts_and_coverage_table(task):
+    x, _, m = task
+    fs = T.far_starts(x, 3, radius=12.0, seeds=[0, 1, 2])
+    assert fs.shape == (3, 3, 2)
+    assert torch.allclose((fs - x.mean(0)).norm(dim=-1), torch.full((3, 3), 12.0, dtype=F64))
+    near = torch.stack([T.initial_prototypes(x, 3, seed=s) for s in (0, 1)])
+    tab = T.coverage_table(x, m, {"near": near, "far": fs}, n_steps=200)
+    assert (tab["near"]["lse"] == 3).all() and (tab["near"]["sigmoid"] == 1).all()
+    assert tab["far"]["lse"].shape == (3,)
+
+
+def test_trajectory_coupling_lse_is_shared_mass(task):
+    x, _, m = task
+    mu = torch.stack([m, m + 0.5])  # (T=2, K, D)
+    tc = T.trajectory_coupling("lse", x, mu)
+    r = T.memberships("lse", x, m)
+    assert abs(tc["mean_offdiag"][0] - float((1 - (r**2).sum(1)).mean())) < 1e-12
+    assert tc["mean_offdiag"].shape == (2,)
+    for kind in ("sigmoid", "correntropy"):
+        assert np.all(T.trajectory_coupling(kind, x, mu)["mean_offdiag"] == 0.0)
+    tc2 = T.trajectory_coupling("lse", x, mu[:, None].expand(2, 3, 3, 2))
+    assert tc2["shared"].shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: T.power_objective(torch.ones(2, 2), alpha=float("nan")), "alpha"),
+        (lambda: T.power_weights(torch.ones(2, 2), alpha="x"), "alpha"),
+        (lambda: T.power_hessian(torch.ones(2), 0.5), "d"),
+        (lambda: T.partition_objective(torch.ones(2, 2), 3), "g"),
+        (lambda: T.fit_prototypes_batch("lse", torch.ones(3, 2), torch.ones(2, 2)), "mu0"),
+        (lambda: T.fit_prototypes_batch("lse", torch.ones(2, 3, 2), torch.ones(3, 2, 2)), "x"),
+        (lambda: T.fit_prototypes_batch("lse", torch.ones(3, 2), torch.ones(1, 2, 3)), "mu0"),
+        (lambda: T.far_starts(torch.ones(3, 2), seeds=[]), "seeds"),
+        (lambda: T.far_starts(torch.ones(3, 2), radius=0.0), "radius"),
+        (lambda: T.coverage_table(torch.ones(3, 2), torch.ones(2, 2), {}), "starts"),
+        (lambda: T.trajectory_coupling("lse", torch.ones(3, 2), torch.ones(2, 2)), "mu_path"),
+    ],
+)
+def test_new_functions_reject_bad_input(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
