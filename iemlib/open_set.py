@@ -544,14 +544,24 @@ def digit_open_set_run(
     ``fpr95``: dicts score -> set -> value, for every score of :data:`SCORES` and every set of
     :data:`OOD_SETS` (in-distribution = held-out known digits, the positive class).
     """
-    from .classification import make_classifier
-    from .open_directions import RejectOption
+    from threadpoolctl import threadpool_limits
 
     seed = check_int(seed, "seed", minimum=0)
     K = check_int(n_known, "n_known", minimum=2)
     if K > 9:
         raise ValueError(f"n_known must leave at least one unknown digit (2..9), got {n_known}")
     tau = float(as_float_array(tau, "tau", ndim=0))
+    mlp_epochs = check_int(mlp_epochs, "mlp_epochs", minimum=1)
+    proto_epochs = check_int(proto_epochs, "proto_epochs", minimum=1)
+    # The matrices are small: one BLAS thread is several times cheaper than a pool fighting for two cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _open_set_run(seed, K, mlp_epochs, proto_epochs, tau)
+
+
+def _open_set_run(seed: int, K: int, mlp_epochs: int, proto_epochs: int, tau: float) -> dict[str, Any]:
+    from .classification import make_classifier
+    from .open_directions import RejectOption
+
     known = sorted(int(k) for k in np.random.default_rng(seed).permutation(10)[:K])
     data = digit_ood_sets(known, seed=seed)
     X, y, sets = data["X_train"], data["y_train"], data["sets"]

@@ -339,6 +339,7 @@ def test_digit_open_set_run_is_deterministic_and_in_range():
         (lambda: S.digit_open_set_run(0, n_known=10), "n_known"),
         (lambda: S.digit_open_set_run(0, tau=np.nan), "tau"),
         (lambda: S.digit_ood_sets([0, 0, 1]), "classes"),
+        (lambda: S.digit_open_set_run(0, mlp_epochs=0), "mlp_epochs"),
     ],
 )
 def test_benchmark_bad_input(call, match):
