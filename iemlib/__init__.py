@@ -18,6 +18,9 @@ Modules, one concept each:
 - ``hopfield``: modern Hopfield retrieval, where Theorem 1 applies to attention literally.
 - ``classification``: digits data and classifiers (constrained regime).
 - ``taxonomy``, ``failure_modes``: softmax vs sigmoids vs correntropy; the limits of §6.
+- ``open_directions``, ``open_set``, ``label_noise``: the open directions of §7.3 (chapter 10):
+  gradient diagnostics, soft targets, the reject component, the standard out-of-distribution
+  scores with their metrics, and fixed noisy labels against label smoothing.
 - ``markov``, ``em_vs_sgd``: the sticky Markov chain and the EM-vs-SGD reproduction.
 - ``plotting``, ``widgets``, ``exercises``: the book's style, explorers and exercise checkers.
 """
