@@ -117,13 +117,13 @@ def test_make_test_executes_notebooks_once_and_builds_strictly():
 def test_index_maps_every_chapter_in_toc_order():
     """The front page's chapter map links every notebook, in the order of the navigation bar."""
     index = (ROOT / "chapters" / "index.md").read_text()
-    linked = re.findall(r"\{doc\}`[^`<]*<(\d\d_\w+)>`", index)
+    linked = re.findall(r"\{doc\}`[^`<]*<(\d\d[a-z]?_\w+|appendix_\w+)>`", index)
     in_toc = [Path(f).name for f in _toc_files() if (ROOT / f).with_suffix(".ipynb").exists()]
     assert linked == in_toc
     # Each row's title is the notebook's own title, so the map cannot drift from the chapters.
     for stem in in_toc:
         nb = json.loads((ROOT / "chapters" / f"{stem}.ipynb").read_text())
         title = _markdown(nb).splitlines()[0].removeprefix("# ")
-        row = re.search(r"\{doc\}`\d+\. ([^<]*) <" + stem + ">`", index)
+        row = re.search(r"\{doc\}`(?:\d+[a-z]?|[A-Z])\. ([^<]*) <" + stem + ">`", index)
         assert row, stem
         assert title.startswith(row.group(1).strip()), (stem, row.group(1), title)
