@@ -50,6 +50,7 @@ __all__ = [
     "linear_rate",
     "online_em",
     "minibatch_gradient_descent",
+    "batched_preconditioned_ascent",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -292,7 +293,8 @@ def batched_gradient_descent(
     in 5 consecutive iterations, or diverged (a non-finite loss).
 
     Returns numpy arrays: final ``weights``, ``means``, ``covariances`` (data coordinates),
-    ``log_likelihood`` (B,) of those; ``history`` (B, T + 1) the mean log-likelihood of the
+    ``log_likelihood`` (B,) of those; ``last_log_likelihood`` (B,) that of the last iterate
+    (what ``best_so_far=False`` returns); ``history`` (B, T + 1) the mean log-likelihood of the
     iterate at each iteration (NaN after a start stopped); ``fun_evals`` and ``grad_evals``
     (B, T + 1), cumulative counts at each iteration (forward passes, backtracking trials
     included; backward passes); ``n_fun_evals``, ``n_grad_evals``, ``n_iter``, ``converged``,
@@ -407,11 +409,13 @@ def batched_gradient_descent(
             ll[ok] = batched_log_likelihood(X, wf[ok], mf[ok], cf[ok])
         except ValueError:  # a diverged start left an unusable mixture
             pass
+    last = np.array([H[b, int(k)] for b, k in enumerate(n_iter.numpy())])
     return {
         "weights": wf,
         "means": mf,
         "covariances": cf,
         "log_likelihood": ll,
+        "last_log_likelihood": last,
         "history": H,
         "fun_evals": torch.stack(fe_hist, 1).numpy(),
         "grad_evals": torch.stack(ge_hist, 1).numpy(),
@@ -536,7 +540,7 @@ def em_jacobian(X: Any, weights: Any, means: Any, covariances: Any) -> np.ndarra
         return _pack(wn[0], mn[0], cn[0])
 
     theta0 = _pack(_t(w), _t(m), _t(c))
-    return torch.autograd.functional.jacobian(f, theta0).numpy()
+    return torch.func.jacrev(f)(theta0).detach().numpy()
 
 
 def missing_information_fraction(X: Any, weights: Any, means: Any, covariances: Any) -> dict[str, np.ndarray]:
@@ -565,19 +569,23 @@ def missing_information_fraction(X: Any, weights: Any, means: Any, covariances: 
         w_, m_, c_ = _unpack(theta, K, D)
         return -(r0 * _distances(Z, torch.log(w_)[None], m_[None], c_[None])).sum()
 
-    Io = -torch.autograd.functional.hessian(loglik, theta0).numpy()
-    Ic = -torch.autograd.functional.hessian(q, theta0).numpy()
+    Io = -torch.autograd.functional.hessian(loglik, theta0, vectorize=True).numpy()
+    Ic = -torch.autograd.functional.hessian(q, theta0, vectorize=True).numpy()
     ev = np.linalg.eigvals(np.eye(len(theta0)) - np.linalg.solve(Ic, Io))
     ev = np.sort(ev.real)[::-1]
     return {"eigenvalues": ev, "largest": float(ev[0]), "observed": Io, "complete": Ic}
 
 
-def linear_rate(gaps: Any, lo: float = 1e-11, hi: float = 1e-5) -> float:
+def linear_rate(gaps: Any, lo: float = 1e-11, hi: float = 1e-5, steps: Any = None) -> float:
     """The per-step contraction factor of a linearly converging sequence, fitted to the
-    log-likelihood gaps ``l* - l_t`` that lie in ``[lo, hi]``: the gaps shrink like
-    ``rho^(2t)`` when the parameters' error shrinks like ``rho^t`` (the gap is quadratic in the
-    error), so this returns ``rho = exp(slope / 2)`` of a least-squares line through
-    ``log gap`` against step. NaN when fewer than 3 gaps lie in the window."""
+    log-likelihood gaps ``l* - l_t`` (or to the increments ``l_{t+1} - l_t``, which shrink at
+    the same rate and need no ``l*``) that lie in ``[lo, hi]``.
+
+    The gaps shrink like ``rho^(2t)`` when the parameters' error shrinks like ``rho^t`` (the
+    gap is quadratic in the error), so this returns ``rho = exp(slope / 2)`` of a least-squares
+    line through ``log gap`` against ``steps`` (default 0, 1, 2, ...; pass cumulative
+    evaluation counts to get a rate per evaluation). NaN entries are skipped; NaN is returned
+    when fewer than 3 gaps lie in the window."""
     if not isinstance(gaps, (np.ndarray, list, tuple)):
         raise ValueError(f"gaps must be a 1-D array of log-likelihood gaps, got {type(gaps).__name__}")
     g = np.asarray(gaps, dtype=np.float64)
@@ -585,8 +593,10 @@ def linear_rate(gaps: Any, lo: float = 1e-11, hi: float = 1e-5) -> float:
         raise ValueError(f"gaps must be a non-empty 1-D array (NaN allowed for missing steps), got shape {g.shape}")
     lo = check_positive(lo, "lo")
     hi = check_positive(hi, "hi")
-    t = np.arange(len(g))
-    sel = np.isfinite(g) & (g >= lo) & (g <= hi)
+    t = np.arange(len(g), dtype=np.float64) if steps is None else np.asarray(steps, dtype=np.float64)
+    if t.shape != g.shape:
+        raise ValueError(f"steps must have the shape of gaps {g.shape}, got {t.shape}")
+    sel = np.isfinite(g) & np.isfinite(t) & (g >= lo) & (g <= hi)
     if sel.sum() < 3:
         return float("nan")
     slope = np.polyfit(t[sel], np.log(g[sel]), 1)[0]
@@ -777,4 +787,92 @@ def minibatch_gradient_descent(
         "weights": wf,
         "means": mf,
         "covariances": 0.5 * (cf + np.swapaxes(cf, -1, -2)),
+    }
+
+
+@_one_thread
+def batched_preconditioned_ascent(
+    X: Any,
+    weights: Any,
+    means: Any,
+    covariances: Any,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-10,
+) -> dict[str, np.ndarray]:
+    """Gradient ascent on the summed log-likelihood (the objective, maximized) preconditioned
+    by the Xu & Jordan (1996) projection matrices, every start at once (see
+    :func:`iemlib.mixture.preconditioned_em_step`): per iteration one forward pass (distances,
+    the log-likelihood, and the responsibilities that give ``N_j``) and one backward pass
+    (autograd's gradients in the raw weights, the means and the full covariances), then
+
+        w <- w + (diag w - w w^T) g_w / n,  mu_j <- mu_j + Sigma_j g_mu_j / N_j,
+        Sigma_j <- Sigma_j + (2 / N_j) Sigma_j g_Sigma_j Sigma_j.
+
+    The weight and mean steps are EM's exactly; the covariance step lands on the scatter about
+    the *current* means, so the iteration differs from EM by ``O(|mu_{t+1} - mu_t|^2)`` per
+    step and has EM's fixed points. Stops as :func:`batched_em`. Returns what
+    :func:`batched_em` returns, with ``n_fun_evals`` and ``n_grad_evals`` (B,) in place of
+    ``n_e_steps``.
+    """
+    X = _check_X(X)
+    w, m, c = _check_batch(X, weights, means, covariances)
+    T = check_int(max_iter, "max_iter", minimum=1)
+    tol = check_positive(tol, "tol", allow_zero=True)
+    Z = _t(X)
+    n = X.shape[0]
+    B = w.shape[0]
+    w_, m_, c_ = _t(w), _t(m), _t(c)
+    active = torch.ones(B, dtype=torch.bool)
+    converged = torch.zeros(B, dtype=torch.bool)
+    n_iter = torch.zeros(B, dtype=torch.long)
+    lower = torch.full((B,), -math.inf, dtype=torch.float64)
+    hist = []
+    for _ in range(T):
+        idx = active.nonzero().squeeze(1)
+        wt = w_[idx].clone().requires_grad_(True)
+        mt = m_[idx].clone().requires_grad_(True)
+        ct = c_[idx].clone().requires_grad_(True)
+        d = _distances(Z, torch.log(wt), mt, 0.5 * (ct + ct.transpose(-1, -2)))
+        L = torch.logsumexp(-d, dim=2)
+        ll_s = L.detach().mean(1)
+        row = torch.full((B,), math.nan, dtype=torch.float64)
+        row[idx] = ll_s
+        hist.append(row)
+        gw, gm, gc = torch.autograd.grad(L.sum(), (wt, mt, ct))
+        with torch.no_grad():
+            Nk = torch.softmax(-d, 2).sum(1)  # (A, K)
+            wa, ma, ca = wt.detach(), mt.detach(), ct.detach()
+            Pw = torch.diag_embed(wa) - wa[:, :, None] * wa[:, None, :]
+            w_[idx] = wa + torch.einsum("bkl,bl->bk", Pw, gw) / n
+            m_[idx] = ma + torch.einsum("bkde,bke->bkd", ca, gm) / Nk[..., None]
+            cn = ca + 2.0 * ca @ gc @ ca / Nk[..., None, None]
+            c_[idx] = 0.5 * (cn + cn.transpose(-1, -2))
+            n_iter[idx] += 1
+            done = (ll_s - lower[idx]).abs() < tol
+            lower[idx] = ll_s
+            converged[idx[done]] = True
+            active[idx[done]] = False
+        if not active.any():
+            break
+    with torch.no_grad():
+        ll = torch.logsumexp(-_distances(Z, torch.log(w_), m_, c_), dim=2).mean(1)
+    hist.append(ll)
+    H = torch.stack(hist, 1).numpy()
+    n_it = n_iter.numpy()
+    out_hist = np.full_like(H, np.nan)
+    for b in range(B):
+        k = int(n_it[b])
+        out_hist[b, :k] = H[b, :k]
+        out_hist[b, k] = float(ll[b])
+    return {
+        "weights": w_.numpy(),
+        "means": m_.numpy(),
+        "covariances": c_.numpy(),
+        "log_likelihood": ll.numpy(),
+        "history": out_hist,
+        "n_iter": n_it,
+        "n_fun_evals": n_it + 1,
+        "n_grad_evals": n_it,
+        "converged": converged.numpy(),
     }

@@ -282,3 +282,18 @@ def test_online_em_and_minibatch_gd_improve_held_out_likelihood():
 def test_bad_input_raises_value_error_naming_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_preconditioned_ascent_first_step_is_the_bridge_step_and_reaches_em_fixed_point():
+    from iemlib.mixture_sweep import batched_preconditioned_ascent
+
+    one = batched_preconditioned_ascent(X, S["weights"], S["means"], S["covariances"], max_iter=1)
+    for b in range(3):
+        out = preconditioned_em_step(X, S["weights"][b], S["means"][b], S["covariances"][b], "full")
+        np.testing.assert_allclose(one["weights"][b], out["step"][0], atol=1e-12)
+        np.testing.assert_allclose(one["means"][b], out["step"][1], atol=1e-10)
+        np.testing.assert_allclose(one["covariances"][b], out["step"][2], atol=1e-9)
+    full = batched_preconditioned_ascent(X, S["weights"], S["means"], S["covariances"], max_iter=2000, tol=1e-12)
+    for b in range(3):  # its end is a fixed point of EM
+        w2, m2, c2 = em_map(X, full["weights"][b], full["means"][b], full["covariances"][b])
+        np.testing.assert_allclose(m2, full["means"][b], atol=1e-4)
