@@ -4,7 +4,6 @@ information (Dempster, Laird & Rubin 1977), and the full Xu & Jordan bridge of i
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings, strategies as st
 
 from iemlib.mixture import (
