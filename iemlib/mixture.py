@@ -52,6 +52,7 @@ __all__ = [
     "responsibility_entropy",
     "distance_gradients",
     "preconditioned_mean_step",
+    "preconditioned_em_step",
     "GaussianMixtureEM",
     "ImplicitEM",
 ]
@@ -449,6 +450,102 @@ def preconditioned_mean_step(
     return {"gradient": g, "step": step, "em_means": em_means, "max_abs_diff": float(np.abs(step - em_means).max())}
 
 
+def _torch_distances_general(X: torch.Tensor, w: torch.Tensor, means: torch.Tensor, cov: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """As :func:`_torch_distances`, but differentiable in the raw weights ``w`` (no simplex
+    constraint) and, for full covariances, in every entry of ``Sigma`` (slogdet and solve,
+    no Cholesky), so that autograd returns the textbook gradients d/dw_j and d/dSigma_j."""
+    D = X.shape[1]
+    diff = X[:, None, :] - means[None, :, :]
+    if covariance_type == "spherical":
+        maha = (diff**2).sum(-1) / cov[None, :]
+        logdet = D * torch.log(cov)
+    elif covariance_type == "diag":
+        maha = (diff**2 / cov[None]).sum(-1)
+        logdet = torch.log(cov).sum(-1)
+    else:
+        sol = torch.linalg.solve(cov[None], diff[..., None])[..., 0]  # Sigma_j^{-1}(x_i - mu_j)
+        maha = (diff * sol).sum(-1)
+        logdet = torch.linalg.slogdet(cov)[1]
+    return -(torch.log(w)[None, :] - 0.5 * (D * _LOG_2PI + logdet[None, :] + maha))
+
+
+def preconditioned_em_step(
+    X: Any, weights: Any, means: Any, covariances: Any, covariance_type: str = "full"
+) -> dict[str, Any]:
+    """The Xu & Jordan (1996) bridge for every parameter: EM's update as a gradient-ascent
+    step of size 1 on the summed log-likelihood ``l = sum_i L_i`` (the objective, maximized),
+    preconditioned by the projection matrices (with ``N_j = sum_i r_ij``, ``n`` points)
+
+    * weights:  ``P_w = (diag(w) - w w^T) / n``, so ``w + P_w dl/dw = N / n``;
+    * means:    ``P_mu_j = Sigma_j / N_j``, so ``mu_j + P_mu_j dl/dmu_j = sum_i r_ij x_i / N_j``;
+    * covariances: ``P_Sigma_j = (2 / N_j) Sigma_j (x) Sigma_j``, i.e.
+      ``Sigma_j + (2 / N_j) Sigma_j (dl/dSigma_j) Sigma_j = S_j(mu_j)`` with
+      ``S_j(m) = sum_i r_ij (x_i - m)(x_i - m)^T / N_j``; for diagonal covariances the same with
+      every matrix diagonal, for spherical ones ``s_j + (2 s_j^2 / (D N_j)) dl/ds_j``.
+
+    The gradients are autograd's (raw weights, no simplex constraint; full ``Sigma_j`` as a
+    free matrix). The covariance step is taken at the *current* means, so it lands on
+    ``S_j(mu_j^(t))``; EM's M-step uses the *updated* means, ``S_j(mu_j^(t+1)) =
+    S_j(mu_j^(t)) - (mu_j^(t+1) - mu_j^(t))(mu_j^(t+1) - mu_j^(t))^T`` (diagonal / trace / D
+    of it for the other types). Taking the covariance gradient at the updated means with the
+    responsibilities held (the gradient of EM's Q function) gives EM's covariance exactly;
+    both are returned.
+
+    Returns ``{"gradients": {"weights", "means", "covariances"}, "step": (w, mu, Sigma) at the
+    current means, "step_q": (w, mu, Sigma) with the covariance gradient of Q at the new
+    means, "em": EM's (w, mu, Sigma) from m_step with reg_covar=0, "max_abs_diff":
+    {"weights", "means", "covariances", "covariances_q"}}``.
+    """
+    X = _check_X(X)
+    w, m, c, ct = _check_params(X, weights, means, covariances, covariance_type)
+    n, D = X.shape
+    Xt = torch.tensor(X, dtype=torch.float64)
+
+    def grads(w_np, m_np, c_np, resp=None):
+        wt = torch.tensor(w_np, dtype=torch.float64, requires_grad=True)
+        mt = torch.tensor(m_np, dtype=torch.float64, requires_grad=True)
+        cvt = torch.tensor(c_np, dtype=torch.float64, requires_grad=True)
+        d = _torch_distances_general(Xt, wt, mt, cvt, ct)
+        obj = torch.logsumexp(-d, 1).sum() if resp is None else -(torch.tensor(resp) * d).sum()
+        return [g.numpy() for g in torch.autograd.grad(obj, (wt, mt, cvt))]
+
+    resp, _ = e_step(X, w, m, c, ct)
+    Nk = resp.sum(0)
+    gw, gm, gc = grads(w, m, c)
+    w_new = w + (np.diag(w) - np.outer(w, w)) @ gw / n
+    if ct == "spherical":
+        m_new = m + (c[:, None] * gm) / Nk[:, None]
+    elif ct == "diag":
+        m_new = m + (c * gm) / Nk[:, None]
+    else:
+        m_new = m + np.einsum("kde,ke->kd", c, gm) / Nk[:, None]
+
+    def cov_step(G):
+        if ct == "spherical":
+            return c + 2.0 * c**2 * G / (D * Nk)
+        if ct == "diag":
+            return c + 2.0 * c**2 * G / Nk[:, None]
+        out = c + 2.0 * np.einsum("kde,kef,kfg->kdg", c, G, c) / Nk[:, None, None]
+        return 0.5 * (out + np.swapaxes(out, 1, 2))
+
+    c_new = cov_step(gc)
+    gq = grads(w, m_new, c, resp)[2]  # gradient of Q(theta | theta_t) in Sigma, at the new means
+    c_q = cov_step(gq)
+    em_w, em_m, em_c = m_step(X, resp, ct, reg_covar=0.0)
+    return {
+        "gradients": {"weights": gw, "means": gm, "covariances": gc},
+        "step": (w_new, m_new, c_new),
+        "step_q": (w_new, m_new, c_q),
+        "em": (em_w, em_m, em_c),
+        "max_abs_diff": {
+            "weights": float(np.abs(w_new - em_w).max()),
+            "means": float(np.abs(m_new - em_m).max()),
+            "covariances": float(np.abs(c_new - em_c).max()),
+            "covariances_q": float(np.abs(c_q - em_c).max()),
+        },
+    }
+
+
 # --------------------------------------------------------------------------- estimators
 class _MixtureBase:
     """Shared validation, initialisation and prediction for the two estimators."""
@@ -546,6 +643,8 @@ class GaussianMixtureEM(_MixtureBase):
     ----------
     weights_, means_, covariances_, precisions_ : the fitted parameters.
     converged_ : bool;  n_iter_ : int, the number of E/M iterations run.
+    n_e_steps_, n_m_steps_ : int, the E-steps (each one evaluation of every distance and of the
+        log-likelihood, like a loss evaluation) and M-steps run, the cost counters.
     lower_bound_ : float, as scikit-learn: the mean log-likelihood computed by the last E-step
         (i.e. of the parameters *before* the last M-step).
     history_ : dict of lists indexed by M-steps taken t = 0..n_iter_: ``"log_likelihood"``
@@ -577,6 +676,8 @@ class GaussianMixtureEM(_MixtureBase):
         hist["resp_entropy"].append(responsibility_entropy(resp))
         self._set_params(w, m, c)
         self.n_iter_ = n_iter
+        self.n_e_steps_ = n_iter + 1  # E-steps (function evaluations), the last for the final parameters
+        self.n_m_steps_ = n_iter
         self.lower_bound_ = float(lower_bound)
         self.history_ = hist
         return self
@@ -606,8 +707,13 @@ class ImplicitEM(_MixtureBase):
 
     Attributes as :class:`GaussianMixtureEM`; ``lower_bound_`` is the mean log-likelihood of the
     returned parameters; ``history_`` holds ``"loss"``, ``"log_likelihood"`` (= -loss),
-    ``"means"``, ``"weights"``, ``"resp_entropy"`` per iteration (t = 0 is the start) and
+    ``"means"``, ``"weights"``, ``"resp_entropy"`` per iteration (t = 0 is the start),
+    ``"n_fun_evals"`` and ``"n_grad_evals"`` (cumulative counts at each iteration) and
     ``"captured"``: {iteration: {"grad_d", "weights", "means", "covariances"}}.
+
+    Cost counters: ``n_fun_evals_`` is the number of loss evaluations over all points (one per
+    iteration, plus every trial step of the step halving), ``n_grad_evals_`` the number of
+    backward passes (gradients of the loss).
     """
 
     _PATIENCE = 5  # consecutive iterations with |change of loss| < tol before stopping
@@ -704,7 +810,9 @@ class ImplicitEM(_MixtureBase):
                 lg, m_, th = ps
                 dd = _torch_distances(Z, torch.log_softmax(lg, 0), m_, self._covariance(th, reg), self._ct)
                 return float(-torch.logsumexp(-dd, dim=1).mean())
-        hist: dict[str, Any] = {"loss": [], "log_likelihood": [], "means": [], "weights": [], "resp_entropy": [], "captured": {}}
+        hist: dict[str, Any] = {"loss": [], "log_likelihood": [], "means": [], "weights": [], "resp_entropy": [],
+                                "n_fun_evals": [], "n_grad_evals": [], "captured": {}}
+        n_fun = n_grad = 0
         prev = math.inf
         quiet = 0
         self.converged_ = False
@@ -719,6 +827,7 @@ class ImplicitEM(_MixtureBase):
             L = torch.logsumexp(-d, dim=1)  # = iemlib.lse(d), without re-validating each step
             loss_t = -L.mean()
             loss = float(loss_t.detach()) + shift
+            n_fun += 1
             with torch.no_grad():
                 r = torch.softmax(-d, 1)
                 ent = float(-(r * (-d - L[:, None])).sum(1).mean())
@@ -730,10 +839,13 @@ class ImplicitEM(_MixtureBase):
             hist["means"].append(m)
             hist["weights"].append(w)
             hist["resp_entropy"].append(ent)
+            hist["n_fun_evals"].append(n_fun)
+            hist["n_grad_evals"].append(n_grad)
             if loss < best[0]:
                 best = (loss, [p.detach().clone() for p in params])
             if t in capture:
                 loss_t.backward()
+                n_grad += 1
                 wc, mc, cc = self._numpy_params(params, center, scale)
                 hist["captured"][t] = {
                     "grad_d": (d.grad * n).detach().numpy().copy(),  # gradient of the summed loss
@@ -750,12 +862,14 @@ class ImplicitEM(_MixtureBase):
             prev = loss
             if t not in capture:
                 loss_t.backward()
+                n_grad += 1
             if self.optimizer == "gd":
                 # gradient descent with a monotone adaptive step: shrink until the loss does
                 # not rise, grow slowly after each accepted step (like EM, never goes downhill)
                 base = loss - shift
                 while True:
                     trial = [(p - step * p.grad).detach() for p in params]
+                    n_fun += 1
                     try:
                         ok = loss_at(trial) <= base
                     except RuntimeError:  # e.g. a covariance that is not positive definite
@@ -774,5 +888,7 @@ class ImplicitEM(_MixtureBase):
         self._set_params(w, m, c)
         self.n_iter_ = t
         self.lower_bound_ = float(-best[0])
+        self.n_fun_evals_ = n_fun
+        self.n_grad_evals_ = n_grad
         self.history_ = hist
         return self

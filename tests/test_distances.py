@@ -113,3 +113,43 @@ def test_affine_abs_shapes():
 def test_bad_input_raises_value_error_naming_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# ----------------------------------------------------------------------------- kernels of the units
+def test_principal_kernel_log_densities_normalize_and_match_scipy():
+    from scipy.stats import laplace, multivariate_normal
+
+    from iemlib.distances import principal_kernel_log_density
+
+    mu = np.array([1.0, 0.5])
+    Sigma = np.array([[2.0, 1.2], [1.2, 1.0]])
+    g = np.linspace(-25, 27, 801)
+    G1, G2 = np.meshgrid(g, g)
+    grid = np.stack([G1.ravel(), G2.ravel()], 1)
+    cell = (g[1] - g[0]) ** 2
+    for kernel in ("gaussian", "laplace"):
+        p = np.exp(principal_kernel_log_density(grid, mu, Sigma, kernel))
+        assert abs(p.sum() * cell - 1.0) < 2e-3, kernel  # a density (quadrature on a grid)
+        m = (p[:, None] * grid).sum(0) * cell
+        np.testing.assert_allclose(m, mu, atol=5e-3)
+    pg = principal_kernel_log_density(grid[:50], mu, Sigma, "gaussian")
+    np.testing.assert_allclose(pg, multivariate_normal(mu, Sigma).logpdf(grid[:50]), rtol=1e-12)
+    # covariance of the Laplace-product density is 2 Sigma
+    p = np.exp(principal_kernel_log_density(grid, mu, Sigma, "laplace"))
+    C = ((p[:, None, None] * np.einsum("nd,ne->nde", grid - mu, grid - mu)).sum(0)) * cell
+    np.testing.assert_allclose(C, 2 * Sigma, atol=3e-2)
+    # 1-D: a Laplace density with scale sqrt(var)
+    x = np.linspace(-3, 3, 7)[:, None]
+    np.testing.assert_allclose(principal_kernel_log_density(x, np.array([0.5]), np.array([[4.0]]), "laplace"),
+                               laplace(loc=0.5, scale=2.0).logpdf(x[:, 0]), rtol=1e-12)
+
+
+def test_principal_kernel_log_density_bad_input():
+    from iemlib.distances import principal_kernel_log_density
+
+    with pytest.raises(ValueError, match="kernel"):
+        principal_kernel_log_density(np.zeros((2, 2)), np.zeros(2), np.eye(2), "cauchy")
+    with pytest.raises(ValueError, match="x"):
+        principal_kernel_log_density(np.zeros((2, 3)), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="cov"):
+        principal_kernel_log_density(np.zeros((2, 2)), np.zeros(2), -np.eye(2))
