@@ -2,7 +2,7 @@
 """The student edition: the book and its notebooks without the solutions.
 
     python tools/student.py notebooks SRC OUT      # student notebooks (solutions removed) from SRC/*.ipynb
-    python tools/student.py stage SRC OUT          # a Jupyter Book source tree for the student HTML
+    python tools/student.py stage EXECUTED OUT     # a Jupyter Book source tree for the student HTML
     python tools/student.py check-html HTML CHAPTERS   # exit 1 if a solution reached the student HTML
 
 Every exercise's solution is a *gated* block (sphinx-exercise): a markdown cell opening
@@ -128,10 +128,16 @@ def write_notebooks(src: Path, out: Path, *, keep_outputs: bool = False) -> list
     return written
 
 
-def stage(src: Path, out: Path) -> None:
+def _same_sources(a: dict, b: dict) -> bool:
+    return [(c["cell_type"], _src(c)) for c in a["cells"]] == [(c["cell_type"], _src(c)) for c in b["cells"]]
+
+
+def stage(executed: Path, out: Path, chapters: Path = ROOT / "chapters") -> list[str]:
     """A book source tree in ``out``: config with solutions hidden and execution off, the toc, the
-    Markdown pages and bibliography from ``chapters/``, and student notebooks from ``src``
-    (executed ones keep their outputs)."""
+    Markdown pages and bibliography, and a student notebook per chapter. A chapter's executed copy in
+    ``executed`` (``make book``'s ``_stage/chapters``) is used, outputs kept, when its cells are those
+    of the committed notebook; otherwise the committed notebook is used, without outputs.
+    Returns the names of the chapters taken from ``executed``."""
     if out.exists():
         shutil.rmtree(out)
     (out / "chapters").mkdir(parents=True)
@@ -141,10 +147,22 @@ def stage(src: Path, out: Path) -> None:
     cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     (out / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     shutil.copy(ROOT / "_toc.yml", out / "_toc.yml")
-    for p in (ROOT / "chapters").iterdir():
+    for p in chapters.iterdir():
         if p.suffix in (".md", ".bib") or p.is_dir() and not p.name.startswith((".", "_")):
             (shutil.copytree if p.is_dir() else shutil.copy)(p, out / "chapters" / p.name)
-    write_notebooks(src, out / "chapters", keep_outputs=True)
+    used = []
+    for p in sorted(chapters.glob("*.ipynb")):
+        nb = json.loads(p.read_text())
+        ex = executed / p.name
+        if ex.exists():
+            enb = json.loads(ex.read_text())
+            if _same_sources(nb, enb):
+                nb = enb
+                if any(c.get("outputs") for c in enb["cells"] if c["cell_type"] == "code"):
+                    used.append(p.name)
+        snb = student_notebook(nb, keep_outputs=True)
+        (out / "chapters" / p.name).write_text(json.dumps(snb, indent=1, ensure_ascii=False) + "\n")
+    return used
 
 
 def _html_text(path: Path) -> str:
@@ -181,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("out", type=Path)
     a.add_argument("--keep-outputs", action="store_true")
     b = sub.add_parser("stage")
-    b.add_argument("src", type=Path)
+    b.add_argument("executed", type=Path, help="executed notebooks to reuse where they match (e.g. _stage/chapters)")
     b.add_argument("out", type=Path)
     c = sub.add_parser("check-html")
     c.add_argument("html", type=Path)
@@ -192,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             print(q)
         return 0
     if args.cmd == "stage":
-        stage(args.src, args.out)
-        print(f"student book sources in {args.out} (notebooks from {args.src})")
+        used = stage(args.executed, args.out)
+        print(f"student book sources in {args.out}; executed outputs reused for {len(used)} chapters: "
+              f"{', '.join(used) or 'none (built without outputs)'}")
         return 0
     problems = check_html(args.html, args.chapters)
     for pr in problems:
