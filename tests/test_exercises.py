@@ -113,6 +113,22 @@ def test_hints_are_graded(label):
     assert ex.check(ex.solutions()[0], hint=2).correct
 
 
+def test_generic_kinds():
+    ex = E.Exercise(label="t", name="check_t", what="T", expected=lambda: np.array([[1.0, 2.0], [3.0, 4.0]]),
+                    hints=("a", "b"))
+    e = ex.expected()
+    assert ex.check(-e).kind == E.FLIPPED_SIGN
+    assert ex.check(e.T).kind == E.TRANSPOSED
+    assert ex.check(2.5 * e).kind == E.MISSING_FACTOR
+    assert ex.check(e.reshape(-1)).kind == E.WRONG_SHAPE
+    assert ex.check(e + np.array([[0, 0], [0, np.nan]])).kind == E.NOT_FINITE
+    assert ex.check(e + 100).kind == E.NOT_CLOSE
+    scalar = E.Exercise(label="s", name="check_s", what="S", expected=lambda: 0.75, hints=("a", "b"))
+    assert scalar.check(1.5).kind == E.NOT_CLOSE  # not "a missing factor": every number is a multiple
+    assert scalar.check(-0.75).kind == E.FLIPPED_SIGN
+    assert "close, but not within" in scalar.check(0.76).message
+
+
 def test_feedback_renders_the_kind():
     fb = E.Feedback(False, "x", E.FLIPPED_SIGN)
     assert str(fb).startswith("Not yet (flipped sign).")
