@@ -135,13 +135,13 @@ _EX5 = register(Choice(
     label="ex-ch08-predict-lr", name="check_lr_prediction",
     what="Your prediction", options=("lower", "higher", "same"), correct="lower",
     wrong={
-        "higher": "a larger step would raise the loss if training were near a minimum, or unstable; is it, after 200 "
+        "higher": "a larger step would raise the loss if training were near a minimum, or unstable; is it, after 100 "
                   "steps? Look at how far the curves above are from the entropy rate.",
         "same": "the learning rate multiplies every update; with the same number of steps the run ends elsewhere.",
     },
     kinds={"higher": FLIPPED_SIGN, "same": WRONG_QUANTITY},
     hints=(
-        "Where is plain SGD after 200 steps: close to the minimum, or still far above it with a loss falling steadily?",
+        "Where is plain SGD after 100 steps: close to the minimum, or still far above it with a loss falling steadily?",
         "Far from a minimum and well below the step size where training becomes unstable, a larger step goes further "
         "down in the same number of steps.",
         "The sweep above already ran SGD at 0.1 on every parameter. Did a larger step help there?",
@@ -174,6 +174,6 @@ def check_equivalent_lr(answer: Any, hint: int = 0) -> Feedback:
 
 def check_lr_prediction(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 5 (predict, before running): with plain SGD at ``EX5_LR`` instead of 0.01 on every
-    parameter, is the loss after 200 steps (seed 42, paper reading) ``"lower"``, ``"higher"`` or
+    parameter, is the loss after 100 steps (paper reading, every seed) ``"lower"``, ``"higher"`` or
     ``"same"`` as the base SGD run's?"""
     return _EX5.check(answer, hint)
