@@ -176,3 +176,19 @@ def test_index_maps_every_chapter_in_toc_order():
         row = re.search(r"\{doc\}`\d+\. ([^<]*) <" + stem + ">`", index)
         assert row, stem
         assert title.startswith(row.group(1).strip()), (stem, row.group(1), title)
+
+
+def test_notation_and_instructor_pages_are_in_the_book():
+    listed = _toc_files()
+    assert "chapters/notation" in listed and "chapters/instructors" in listed
+    notation = (ROOT / "chapters" / "notation.md").read_text()
+    for sym in ("$d_j$", "$z_j = -d_j$", "$r_j$", "$L = \\log", "$\\ell$", "$\\alpha_{ij}$", "$u_i$"):
+        assert sym in notation, sym
+    assert "maximized" in notation and "minimizes" in notation
+    guide = (ROOT / "chapters" / "instructors.md").read_text()
+    for section in ("## Learning outcomes", "## Prerequisites", "## Time per chapter", "## Three 50-minute lecture plans",
+                    "## Assessments", "## Chapter 8 as a reproduction project", "## Misconceptions", "make student"):
+        assert section in guide, section
+    # Every chapter appears in the guide's outcome and timing tables.
+    for nb in NOTEBOOKS:
+        assert f"<{nb.stem}>" in guide, nb.stem
