@@ -91,3 +91,20 @@ def test_make_student_builds_hidden_solutions_and_checks_html():
     assert "student:" in mk and "tools/student.py check-html" in mk and "tools/student.py notebooks" in mk
     src = (ROOT / "tools" / "student.py").read_text()
     assert '"hide_solutions"] = True' in src
+
+
+def test_stage_leaves_out_the_instructor_guide_and_hides_solutions(tmp_path):
+    import yaml
+
+    out = tmp_path / "book"
+    used = student.stage(tmp_path / "no-executed-notebooks", out)
+    assert used == []
+    assert not (out / "chapters" / "instructors.md").exists()
+    assert "instructors" not in (out / "_toc.yml").read_text()
+    for md in (out / "chapters").glob("*.md"):
+        assert "instructors" not in md.read_text(), md.name
+    cfg = yaml.safe_load((out / "_config.yml").read_text())
+    assert cfg["sphinx"]["config"]["hide_solutions"] is True
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    for nb in NOTEBOOKS:
+        assert "{solution" not in (out / "chapters" / nb.name).read_text()

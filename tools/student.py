@@ -29,6 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 _UNGATED = re.compile(r"(`{3,}|:{3,})\{solution\}.*?\n\1[ \t]*(\n|$)", re.S)
 _GENERIC = {"feedback", "assert feedback, feedback"}
+#: Pages of the book that the student edition leaves out.
+INSTRUCTOR_ONLY = ("instructors.md",)
 
 
 def _src(cell: dict) -> str:
@@ -146,9 +148,17 @@ def stage(executed: Path, out: Path, chapters: Path = ROOT / "chapters") -> list
     cfg.setdefault("execute", {})["execute_notebooks"] = "off"
     cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     (out / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    shutil.copy(ROOT / "_toc.yml", out / "_toc.yml")
+    # The instructor's guide (rubrics, misconceptions, which mistake each exercise targets) stays out.
+    toc = (ROOT / "_toc.yml").read_text()
+    (out / "_toc.yml").write_text(re.sub(r"^\s*- file: chapters/instructors\s*\n", "", toc, flags=re.M))
     for p in chapters.iterdir():
-        if p.suffix in (".md", ".bib") or p.is_dir() and not p.name.startswith((".", "_")):
+        if p.name in INSTRUCTOR_ONLY:
+            continue
+        if p.suffix == ".md":
+            text = re.sub(r"\{doc\}`[^`]*instructors>?`", "the instructor's guide (not part of the student edition)",
+                          p.read_text())
+            (out / "chapters" / p.name).write_text(text)
+        elif p.suffix == ".bib" or p.is_dir() and not p.name.startswith((".", "_")):
             (shutil.copytree if p.is_dir() else shutil.copy)(p, out / "chapters" / p.name)
     used = []
     for p in sorted(chapters.glob("*.ipynb")):
