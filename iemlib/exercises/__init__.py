@@ -145,7 +145,10 @@ def hint_text(hints: Sequence[str], hint: Any) -> str:
 def _ask_for_hint(name: str, n: int) -> str:
     if n == 0:
         return ""
-    call = f"`{name}(answer, hint=1)`" if name else "`hint=1`"
+    if "(" in name:  # a full call, e.g. "check_x(answer, z_ex, y_ex, hint=1)"
+        call = f"`{name}`"
+    else:
+        call = f"`{name}(answer, hint=1)`" if name else "`hint=1`"
     return f"Stuck? {call} gives a first hint ({n} in all, the last close to the solution)."
 
 
@@ -227,6 +230,7 @@ class Exercise:
     secrets: tuple[str, ...] = ()
     placeholder: str = "your code"
     kind: str = "compute"
+    call: str = ""  # how the reader asks for a hint, when the checker takes data: "check_x(answer, z, hint=1)"
 
     def solutions(self) -> list[np.ndarray]:
         out = [_to_numpy(self.expected()).astype(np.float64)]
@@ -309,7 +313,7 @@ class Exercise:
             fb = self._grade(answer)
         except Exception as exc:  # the reader's answer may be anything
             fb = Feedback(False, f"{self.what}: could not read your answer ({type(exc).__name__}).", WRONG_TYPE)
-        return with_hint(fb, self.hints, hint, self.name)
+        return with_hint(fb, self.hints, hint, self.call or self.name)
 
 
 @dataclass(frozen=True)
@@ -372,6 +376,7 @@ class Custom:
     secrets: tuple[str, ...] = ()
     placeholder: str = "your code"
     kind: str = "design"
+    call: str = ""
 
     def solutions(self) -> list[Any]:
         return [self.example()]
@@ -389,7 +394,7 @@ class Custom:
             except Exception as exc:  # the reader's answer may be anything
                 fb = Feedback(False, f"{self.what}: could not use your answer ({type(exc).__name__}: {exc}).",
                               WRONG_TYPE)
-        return with_hint(fb, self.hints, hint, self.name)
+        return with_hint(fb, self.hints, hint, self.call or self.name)
 
 
 def check_close(

@@ -45,6 +45,7 @@ def _distance_exercise(z: Any, y: Any) -> Exercise:
     expected = np.eye(K)[y_] - _softmax(z_)
     return Exercise(
         label="ex-ch06-gradient", name="check_distance_gradient", what="The gradient of the loss with respect to d",
+        call="check_distance_gradient(answer, z_ex, y_ex, hint=1)",
         expected=lambda: expected,
         mistakes=(
             Mistake(FLIPPED_SIGN, lambda: -expected,
@@ -67,6 +68,7 @@ register(_distance_exercise(EX1_Z, EX1_Y))
 def _push_exercise(r_y: float) -> Exercise:
     return Exercise(
         label="ex-ch06-total", name="check_wrong_push_total", what="The summed gradient of the wrong classes' distances",
+        call="check_wrong_push_total(answer, r_y=0.7, hint=1)",
         expected=lambda: np.float64(-(1.0 - float(r_y))),
         mistakes=(
             Mistake(WRONG_QUANTITY, lambda: np.float64(-float(r_y)),
@@ -96,6 +98,7 @@ def _step_exercise(x: Any, z: Any, y: int, lr: float) -> Exercise:
     expected = -float(lr) * (x_ @ x_ + 1.0) * g
     return Exercise(
         label="ex-ch06-step", name="check_linear_step", what="The change of d after one step",
+        call="check_linear_step(answer, x_ex, z_step, y_step, eta_ex, hint=1)",
         expected=lambda: expected,
         mistakes=(
             Mistake(FLIPPED_SIGN, lambda: -expected,
@@ -151,7 +154,7 @@ def _largest_push_custom(z: Any, y: int) -> Custom:
             "Take softmax(z), set the label's entry aside, and pick the index of the largest remaining entry.",
         ),
         example=lambda: best, wrong=lambda: [(int(y), "confused pull and push"), (worst, FLIPPED_SIGN)],
-        placeholder="a class index", kind="predict",
+        placeholder="a class index", kind="predict", call="check_largest_push(answer, z_step, y_step, hint=1)",
     )
 
 

@@ -73,6 +73,7 @@ register(_soft_exercise(EX1_D, EX1_Q))
 def _noise_exercise(rho: float, K: int) -> Exercise:
     return Exercise(
         label="ex-ch10-noise", name="check_noise_as_smoothing", what="The equivalent smoothing eps",
+        call="check_noise_as_smoothing(answer, rho=0.2, n_classes=10, hint=1)",
         expected=lambda: float(rho) * K / (K - 1),
         mistakes=(
             Mistake(WRONG_QUANTITY, lambda: float(rho),
