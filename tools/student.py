@@ -72,6 +72,8 @@ def student_notebook(nb: dict, *, keep_outputs: bool = False) -> dict:
     for c in nb["cells"]:
         if id(c) in drop:
             continue
+        if c["cell_type"] == "markdown" and "Each folded solution" in _src(c):
+            _set_src(c, re.sub(r" ?Each folded solution[^.]*\.", "", _src(c)))
         if c["cell_type"] == "markdown" and "{solution}" in _src(c):
             text = _UNGATED.sub("", _src(c)).strip()
             if not text:
