@@ -3,6 +3,8 @@
 #   make test  -> the same set-up, unit + property tests, every notebook executed once
 #                 (pytest --nbmake), and the book built from those executed notebooks
 #                 with warnings as errors.
+#   make student -> the student edition: _build/student/html (solutions hidden) and
+#                 _build/student/notebooks (solutions removed, ready to hand out or open on Colab).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -16,7 +18,7 @@ STAGE := _stage
 NB_WORKERS ?= 2
 NB_TIMEOUT ?= 600
 
-.PHONY: setup book test unit notebooks html stage bench strip sync clean
+.PHONY: setup book test unit notebooks html stage bench strip sync clean student
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +50,20 @@ html: setup
 book: notebooks html
 
 test: unit book
+
+# The student edition (tools/student.py). A chapter executed by `make book` ($(STAGE)/chapters)
+# is reused with its outputs (solution cells dropped) when its cells match the committed notebook;
+# otherwise the committed notebook is built without execution (no outputs; seconds, not minutes).
+# The HTML is checked for solution text before the target succeeds.
+STUDENT := _build/student
+student: setup
+	$(PY) tools/student.py stage $(STAGE)/chapters $(STUDENT)/src
+	@rm -rf $(STUDENT)/html $(STUDENT)/_build
+	$(VENV)/bin/jupyter-book build $(STUDENT)/src --path-output $(STUDENT) -W -n --keep-going
+	@mv $(STUDENT)/_build/html $(STUDENT)/html && rm -rf $(STUDENT)/_build
+	$(PY) tools/student.py notebooks chapters $(STUDENT)/notebooks
+	$(PY) tools/student.py check-html $(STUDENT)/html chapters
+	@echo "Student book: file://$(CURDIR)/$(STUDENT)/html/index.html; notebooks: $(STUDENT)/notebooks/"
 
 bench: setup
 	$(PY) bench/notebook_times.py

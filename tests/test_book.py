@@ -71,7 +71,7 @@ def test_notebook_follows_the_template(path):
     for heading in ("## Learning objectives", "## Summary", "## Exercises"):
         assert heading in md, f"missing section {heading!r}"
     assert "Prerequisites" in md
-    assert "{exercise}" in md and "{solution}" in md and ":class: dropdown" in md
+    assert "{exercise}" in md and "{solution-start}" in md and ":class: dropdown" in md
     # No heading level is skipped (MyST warns, and the build treats warnings as errors).
     levels = [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", md, flags=re.M)]
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), levels
@@ -87,6 +87,55 @@ def test_notebook_follows_the_template(path):
         if fig is not None:
             assert fig.get("caption"), "figure without caption"
             assert c["metadata"]["mystnb"].get("image", {}).get("alt"), "figure without alt text"
+
+
+def _src(c: dict) -> str:
+    return "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_one_setup_cell_and_no_placeholder_cells(path):
+    """Exactly one setup cell, and no leftover template cell a reader would see."""
+    nb = json.loads(path.read_text())
+    setup = [c for c in nb["cells"] if c["cell_type"] == "code" and "setup" in c.get("metadata", {}).get("tags", [])]
+    assert len(setup) == 1, "exactly one setup cell"
+    for c in nb["cells"]:
+        src = _src(c)
+        assert "placeholder" not in src.lower() or c is setup[0], f"placeholder cell {c.get('id')}: {src[:60]!r}"
+        if c is not setup[0] and c["cell_type"] == "code":
+            assert "# Setup" not in src and "%pip install" not in src, f"second setup cell {c.get('id')}"
+        assert src.strip(), f"empty cell {c.get('id')}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_has_a_gated_executed_solution(path):
+    """Each {exercise} is followed by a reader's cell calling a checker, then a folded gated solution
+    whose code cell asserts that the same checker accepts it (nbmake runs it in CI)."""
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    labels = []
+    for i, c in enumerate(cells):
+        src = _src(c)
+        if c["cell_type"] == "markdown" and "```{exercise}" in src:
+            label = re.search(r":label: (\S+)", src).group(1)
+            labels.append(label)
+            reader, start, sol, end = cells[i + 1:i + 5]
+            assert reader["cell_type"] == "code" and "answer = ..." in _src(reader), label
+            checker = re.search(r"(check_\w+)\(answer", _src(reader)).group(1)
+            assert _src(start).startswith("```{solution-start} " + label) and ":class: dropdown" in _src(start), label
+            assert sol["cell_type"] == "code" and f"feedback = {checker}(answer" in _src(sol), label
+            assert "assert feedback, feedback" in _src(sol), label
+            assert _src(end).strip().startswith("```{solution-end}"), label
+        assert "```{solution}" not in src, "ungated solution: its code would not run"
+    assert labels and all(lab.startswith(f"ex-ch{path.name[:2]}-") for lab in labels)
+    # Every registered checker of this chapter appears in the notebook and vice versa.
+    import importlib
+
+    import iemlib.exercises as E
+
+    importlib.import_module(f"iemlib.exercises.ch{path.name[:2]}")
+    registered = {lab for lab in E.REGISTRY if lab.startswith(f"ex-ch{path.name[:2]}-")}
+    assert registered == set(labels)
 
 
 def test_toc_and_chapters_agree():
@@ -127,3 +176,19 @@ def test_index_maps_every_chapter_in_toc_order():
         row = re.search(r"\{doc\}`(?:\d+[a-z]?|[A-Z])\. ([^<]*) <" + stem + ">`", index)
         assert row, stem
         assert title.startswith(row.group(1).strip()), (stem, row.group(1), title)
+
+
+def test_notation_and_instructor_pages_are_in_the_book():
+    listed = _toc_files()
+    assert "chapters/notation" in listed and "chapters/instructors" in listed
+    notation = (ROOT / "chapters" / "notation.md").read_text()
+    for sym in ("$d_j$", "$z_j = -d_j$", "$r_j$", "$L = \\log", "$\\ell$", "$\\alpha_{ij}$", "$u_i$"):
+        assert sym in notation, sym
+    assert "maximized" in notation and "minimizes" in notation
+    guide = (ROOT / "chapters" / "instructors.md").read_text()
+    for section in ("## Learning outcomes", "## Prerequisites", "## Time per chapter", "## Three 50-minute lecture plans",
+                    "## Assessments", "## Chapter 8 as a reproduction project", "## Misconceptions", "make student"):
+        assert section in guide, section
+    # Every chapter appears in the guide's outcome and timing tables.
+    for nb in NOTEBOOKS:
+        assert f"<{nb.stem}>" in guide, nb.stem
