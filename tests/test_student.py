@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import student  # noqa: E402
 
-NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+NOTEBOOKS = sorted(p for p in (ROOT / "chapters").glob("*.ipynb") if not p.name.startswith("appendix_"))
 
 
 def _all_text(nb: dict) -> str:

@@ -27,6 +27,8 @@ __all__ = [
     "check_value_update",
     "check_equivalent_lr",
     "check_lr_prediction",
+    "EX6_SEED",
+    "check_step_scale",
 ]
 
 #: Exercise 1: the stay probability of a stickier chain.
@@ -38,6 +40,8 @@ EX3_U = np.array([[1.0, 0.0], [0.0, 2.0], [-2.0, 4.0]])
 EX3_ETA = 0.1
 #: Exercise 5: the plain-SGD learning rate (on every parameter) whose effect the reader predicts.
 EX5_LR = 0.03
+#: Exercise 6 (chapter 8b): the data seed whose training inputs define the matched step scale.
+EX6_SEED = 2024
 
 
 def _paper_rate(stay: float) -> float:
@@ -152,6 +156,42 @@ _EX5 = register(Choice(
 ))
 
 
+def _train_inputs(seed: int):
+    from ..em_vs_sgd import PAPER, make_dataset
+
+    return make_dataset(PAPER.transition_matrix(), 2000, 20, seed).x.double()
+
+
+def _kappa(seed: int) -> float:
+    from ..em_vs_sgd import effective_step_scale
+
+    return float(effective_step_scale(_train_inputs(seed)))
+
+
+_EX6 = register(Exercise(
+    label="ex-ch08-kappa", name="check_step_scale", what="Matched step scale kappa for seed EX6_SEED",
+    expected=lambda: _kappa(EX6_SEED),
+    mistakes=(
+        Mistake(MISSING_FACTOR, lambda: _kappa(EX6_SEED) * 20.0,
+                "that is the whole trace of X X^T: the average over the input dimension is missing."),
+        Mistake(NORMALIZATION, lambda: _kappa(EX6_SEED) / 2000.0,
+                "that is divided by the number of positions as well: the gradient map sums over positions, "
+                "it does not average over them."),
+        Mistake(WRONG_QUANTITY, lambda: _kappa(42),
+                "that is the scale for another seed's training inputs: use EX6_SEED."),
+    ),
+    generic=False, rtol=1e-6, atol=1e-8,
+    hints=(
+        "Compare how far one step moves a value vector under the gradient map (the requested change passes through "
+        "x x^T, summed over positions) and under free values (the requested change itself).",
+        "The average gain of x x^T over directions is its trace divided by the input dimension d_x = 20.",
+        "effective_step_scale(make_dataset(PAPER.transition_matrix(), 2000, 20, EX6_SEED).x.double()).",
+    ),
+    success="The gradient map's gain grows with the number of positions; a free value vector sees only its own, which "
+            "is why the literal readings barely move at the public step.",
+    kind="compute",
+))
+
 def check_entropy_rate(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 1: entropy rate (nats) of the paper-reading chain with stay_prob = 0.5."""
     return _EX1.check(answer, hint)
@@ -177,3 +217,8 @@ def check_lr_prediction(answer: Any, hint: int = 0) -> Feedback:
     parameter, is the loss after 100 steps (paper reading, every seed) ``"lower"``, ``"higher"`` or
     ``"same"`` as the base SGD run's?"""
     return _EX5.check(answer, hint)
+
+
+def check_step_scale(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 6 (chapter 8b): kappa = tr(X X^T) / d_x for the training inputs of seed ``EX6_SEED``."""
+    return _EX6.check(answer, hint)
