@@ -75,7 +75,7 @@ CHROMIUM ?= /usr/bin/chromium
 browser-test: setup
 	@test -f _build/html/index.html || { echo "browser-test: no _build/html; run make book first"; exit 1; }
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@$(PY) -c "import playwright" 2>/dev/null || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet "playwright>=1.40,<2"
+	@$(PY) -c "import playwright" 2>/dev/null || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e ".[browser]"
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -p no:cacheprovider -v -s tools/browser
 
 # External links of the book (Sphinx's linkcheck builder; needs the network; run weekly by CI).
