@@ -7,6 +7,10 @@ at ``_static/mathjax/tex-mml-chtml.js`` and copies the parts of MathJax that pag
 combined TeX/MathML-to-CHTML build, its fonts and lazily loaded components, the licence) into
 the build. Then every equation typesets with no network. Without a local copy, nothing changes:
 Sphinx's default, the jsDelivr CDN, is used and the build says so.
+
+It also sets the theme's ``default_mode`` (an html_context value) to ``auto`` and drops repeated inline scripts from each page: sphinx-thebe's configuration script is
+registered twice (once with filename None, once with ""), and a page that declares ``const THEBE_JS_URL`` twice
+throws "Identifier 'THEBE_JS_URL' has already been declared" in the browser.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ def find_local_mathjax() -> Path | None:
 
 
 def _config_inited(app: Sphinx, config) -> None:
+    # A first-time visitor has no stored light/dark mode; without a default the theme logs
+    # "Got invalid theme mode: ." as a console error on every page. Follow the system setting.
+    config.html_context.setdefault("default_mode", "auto")
     es5 = find_local_mathjax()
     app.env_local_mathjax = es5  # type: ignore[attr-defined]
     if es5 is None:
@@ -63,7 +70,25 @@ def _build_finished(app: Sphinx, exc: Exception | None) -> None:
             shutil.copy2(es5.parent / extra, dest / extra)
 
 
+def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set = set()
+    kept = []
+    for js in scripts:
+        # The same inline script arrives once with filename None, once with "".
+        key = (str(getattr(js, "filename", js) or ""),
+               tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(js)
+    scripts[:] = kept  # in place: later handlers (sphinx.ext.mathjax) add to this same list
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _config_inited)
+    app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("build-finished", _build_finished)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
