@@ -209,8 +209,13 @@ def test_page(name, server, browser_context):
     assert not problems, "\n".join(problems)
 
 
-def test_chapter3_explorer_shows_its_static_figure(server, browser_context):
-    page, log, _, _ = _open(browser_context, f"{server}/chapters/03_theorem.html", dark=False)
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_chapter3_explorer_shows_its_static_figure(server, browser_context, dark):
+    page, log, _, _ = _open(browser_context, f"{server}/chapters/03_theorem.html", dark=dark)
+    if page.locator("#fig-ch03-explorer").count():
+        out = SHOTS / ("dark" if dark else "light") / "explorer-ch03.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.locator("#fig-ch03-explorer").screenshot(path=str(out))
     fig = page.evaluate(
         """() => { const f = document.getElementById('fig-ch03-explorer'); if (!f) return null;
                    const img = f.querySelector('img'); const cap = f.querySelector('figcaption');
