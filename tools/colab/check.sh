@@ -6,10 +6,10 @@
 #      from this checkout instead of the repository URL), with no constraints;
 #   3. `pip freeze --all` before and after: every pinned package must be unchanged;
 #   4. the widget tests under Colab's ipywidgets 7.7.1; every notebook executed in that environment.
-# Usage: tools/colab/check.sh PYTHON VENV TORCH_SPEC WORKERS
+# Usage: tools/colab/check.sh PYTHON VENV TORCH_SPEC WORKERS CELL_TIMEOUT_SECONDS
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PYTHON=${1:-python3}; VENV=${2:-.venv-colab}; TORCH=${3:-torch==2.13.0}; WORKERS=${4:-2}
+PYTHON=${1:-python3}; VENV=${2:-.venv-colab}; TORCH=${3:-torch==2.13.0}; WORKERS=${4:-2}; TIMEOUT=${5:-1200}
 PINS=tools/colab/pip-freeze-subset.txt
 OUT=_build/colab
 PY=$VENV/bin/python
@@ -51,4 +51,6 @@ echo "== widget tests under ipywidgets $("$PY" -c 'import ipywidgets; print(ipyw
 
 echo "== every notebook executed in the Colab environment"
 rm -rf "$OUT/chapters" && cp -r chapters "$OUT/chapters"
-"$PY" tools/colab/run_notebooks.py "$OUT/executed" --workers "$WORKERS" $(ls "$OUT"/chapters/*.ipynb)
+# The longest notebook (chapter 8) first, so that the others share the second worker meanwhile.
+nbs=$(ls "$OUT"/chapters/08*.ipynb 2>/dev/null; ls "$OUT"/chapters/*.ipynb | grep -v '/08')
+"$PY" tools/colab/run_notebooks.py "$OUT/executed" --workers "$WORKERS" --timeout "$TIMEOUT" $nbs
