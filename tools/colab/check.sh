@@ -22,11 +22,14 @@ echo "   Colab: Python 3.13.15, torch 2.11.0+cpu; here: $($PYTHON --version 2>&1
 rm -rf "$VENV" "$OUT" && mkdir -p "$OUT"
 "$PYTHON" -m venv "$VENV"
 "$PY" -m pip install --quiet "$(grep -m1 '^pip==' $PINS)" 2>&1 | strip_warnings
-"$PY" -m pip install --quiet -r "$PINS" 2>&1 | strip_warnings
+# --no-deps: the list is a closed set (pip check below fails on anything missing), and resolving
+# 105 exact pins again only costs time.
+"$PY" -m pip install --quiet --no-deps -r "$PINS" 2>&1 | strip_warnings
 # torch's own dependencies are pinned above; see the pin file for why --no-deps.
 # $TORCH is unquoted on purpose: it may carry options (--index-url ...).
 "$PY" -m pip install --quiet --no-deps $TORCH 2>&1 | strip_warnings
 "$PY" -m pip freeze --all | LC_ALL=C sort > "$OUT/freeze-before.txt"
+echo "   pinned environment ready after $SECONDS s"
 
 # The setup cell: %pip install --quiet "iemlib @ git+<repository url>"
 "$PY" -m pip install --quiet "iemlib @ file://$PWD" 2>&1 | strip_warnings
@@ -46,6 +49,7 @@ echo "   packages changed: none"
 "$PY" -m pip check | sed 's/^/   pip check: /'
 "$PY" -c "import ipywidgets, numpy, torch, iemlib; print('   ipywidgets', ipywidgets.__version__, '| numpy', numpy.__version__, '| torch', torch.__version__, '| iemlib', iemlib.__version__)"
 
+echo "   iemlib installed and checked after $SECONDS s"
 echo "== widget tests under ipywidgets $("$PY" -c 'import ipywidgets; print(ipywidgets.__version__)')"
 "$PY" -m pytest -q -p no:cacheprovider --noconftest -W ignore::DeprecationWarning tests/test_widgets.py
 
@@ -54,3 +58,4 @@ rm -rf "$OUT/chapters" && cp -r chapters "$OUT/chapters"
 # The longest notebook (chapter 8) first, so that the others share the second worker meanwhile.
 nbs=$(ls "$OUT"/chapters/08*.ipynb 2>/dev/null; ls "$OUT"/chapters/*.ipynb | grep -v '/08')
 "$PY" tools/colab/run_notebooks.py "$OUT/executed" --workers "$WORKERS" --timeout "$TIMEOUT" $nbs
+echo "colab-check: done in $SECONDS s"

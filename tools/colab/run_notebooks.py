@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         futures = [pool.submit(run_one, nb, a.out_dir, a.timeout) for nb in a.notebooks]
-        for f in futures:
+        for f in as_completed(futures):  # report each notebook as it finishes
             name, sec, problems = f.result()
             status = "ok" if not problems else "FAILED"
             print(f"  {status:6s} {sec:7.1f} s  {name}", flush=True)
