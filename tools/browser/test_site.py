@@ -92,8 +92,12 @@ def _open(ctx, url: str, dark: bool):
     page.on("console", lambda m: log.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: log.append(f"uncaught: {e}"))
     page.emulate_media(color_scheme="dark" if dark else "light")
-    if dark:  # a reader who chose dark mode; light mode is a first visit with a light system theme
+    # Dark: a reader who chose dark mode. Light: a first visit (nothing stored; the profile keeps
+    # localStorage between pages, so clear it) with a light system theme.
+    if dark:
         page.add_init_script("localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');")
+    else:
+        page.add_init_script("localStorage.removeItem('mode'); localStorage.removeItem('theme');")
     before = len(ctx.blocked)
     page.goto(url, wait_until="load", timeout=60_000)
     typeset = page.evaluate(
@@ -175,9 +179,9 @@ def test_page(name, server, browser_context):
         mode = "dark" if dark else "light"
         page, log, typeset, before = _open(browser_context, url, dark)
         r = page.evaluate(CHECKS_JS)
+        if r["theme"] != mode:
+            problems.append(f"{mode}: the page shows data-theme={r['theme']!r}")
         if dark:
-            if r["theme"] != "dark":
-                problems.append(f"dark: the page did not switch to dark mode (data-theme={r['theme']!r})")
             for o in page.evaluate(OPAQUE_JS):
                 if o["transparentShare"] > 0.01 and o["background"] < 1:
                     problems.append(f"dark: figure {o['src']} is {o['transparentShare']:.0%} transparent on a transparent background")
