@@ -246,6 +246,34 @@ def test_search_finds_responsibility(server, browser_context):
     assert any("03_theorem" in h for h in hits), hits
 
 
+def test_the_page_checks_bite(server, browser_context):
+    """Sanity check of the checks themselves: a page with an untypeset equation, a MathJax error,
+    a traceback output, an image without alt text or caption and a transparent figure on a
+    transparent background is flagged on each count."""
+    page = browser_context.new_page()
+    page.goto(f"{server}/genindex.html", wait_until="load")  # same origin, so the canvas can read pixels
+    page.evaluate(
+        """() => new Promise(done => {
+            const cv = document.createElement('canvas'); cv.width = 40; cv.height = 20;
+            const g = cv.getContext('2d'); g.fillStyle = 'black'; g.fillRect(0, 0, 10, 20);  // 3/4 transparent
+            const art = document.querySelector('article.bd-article');
+            art.innerHTML = '<span class="math">\\(x\\)</span><mjx-merror data-mjx-error="Undefined control sequence"></mjx-merror>'
+              + '<div class="cell_output"><div class="output traceback">Traceback</div></div>'
+              + '<img id="noalt"><figure style="background: transparent"><img id="transp" alt="a"><figcaption>c</figcaption></figure>';
+            let n = 0; const ready = () => { if (++n === 2) done(); };
+            for (const id of ['noalt', 'transp']) { const im = document.getElementById(id); im.onload = ready; im.src = cv.toDataURL(); }
+        })"""
+    )
+    page.add_style_tag(content="img { background: transparent !important; }")
+    r = page.evaluate(CHECKS_JS)
+    o = page.evaluate(OPAQUE_JS)
+    page.close()
+    assert r["untypeset"] and r["merrors"] == ["Undefined control sequence"] and r["errOutputs"] == 1
+    noalt = next(i for i in r["imgs"] if not i["alt"])
+    assert noalt["loaded"] and not noalt["caption"]
+    assert len(o) == 1 and o[0]["transparentShare"] > 0.5 and o[0]["background"] < 1
+
+
 def test_write_report():
     """Runs last (file order): the per-page table, for the CI log and _build/screenshots/results.json."""
     SHOTS.mkdir(parents=True, exist_ok=True)
