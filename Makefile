@@ -18,7 +18,7 @@ STAGE := _stage
 NB_WORKERS ?= 2
 NB_TIMEOUT ?= 600
 
-.PHONY: setup book test unit notebooks html stage bench strip sync clean student
+.PHONY: setup book test unit notebooks html stage bench strip sync clean student colab-check browser-test mathjax linkcheck
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,13 +37,23 @@ unit: setup
 stage:
 	@rm -rf $(STAGE) && mkdir -p $(STAGE)
 	@cp -r _config.yml _toc.yml chapters $(STAGE)/
+	@mkdir -p $(STAGE)/tools && cp -r tools/sphinx $(STAGE)/tools/
 	@sed -i 's/^\(\s*execute_notebooks:\).*/\1 "off"/' $(STAGE)/_config.yml
 
 notebooks: setup stage
 	$(PY) -m pytest -p no:cacheprovider -n $(NB_WORKERS) --nbmake --overwrite \
 	    --nbmake-timeout=$(NB_TIMEOUT) --durations=0 $(STAGE)/chapters
 
-html: setup
+# MathJax served from the build (tools/sphinx/local_mathjax.py) when npm can fetch mathjax@3 once
+# into $(MATHJAX_CACHE); from the CDN otherwise.
+MATHJAX_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/implicit-em-book/mathjax
+export MATHJAX_DIR := $(MATHJAX_CACHE)
+mathjax:
+	@test -f $(MATHJAX_CACHE)/node_modules/mathjax/es5/tex-mml-chtml.js \
+	  || npm install --silent --no-audit --no-fund --prefix $(MATHJAX_CACHE) mathjax@3 \
+	  || echo "make mathjax: npm could not fetch mathjax@3; the book will load MathJax from the CDN"
+
+html: setup mathjax
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . -W -n --keep-going
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
@@ -64,6 +74,31 @@ student: setup
 	$(PY) tools/student.py notebooks chapters $(STUDENT)/notebooks
 	$(PY) tools/student.py check-html $(STUDENT)/html chapters
 	@echo "Student book: file://$(CURDIR)/$(STUDENT)/html/index.html; notebooks: $(STUDENT)/notebooks/"
+
+# Delivery checks (run by .ci/run after make test).
+# colab-check: a fresh venv pinned to what Colab ships (tools/colab/pip-freeze-subset.txt),
+# iemlib installed as the setup cell does, no pinned package changed, every notebook executed.
+COLAB_PYTHON ?= $(PYTHON)
+COLAB_VENV ?= .venv-colab
+COLAB_TORCH ?= $(TORCH_SPEC)
+# Seconds per cell; above NB_TIMEOUT because chapter 8 shares the CPU with the other notebooks.
+COLAB_NB_TIMEOUT ?= 1200
+colab-check:
+	bash tools/colab/check.sh "$(COLAB_PYTHON)" "$(COLAB_VENV)" "$(COLAB_TORCH)" "$(NB_WORKERS)" "$(COLAB_NB_TIMEOUT)"
+
+# browser-test: the built book (_build/html, from make book / make test) served on 127.0.0.1 and
+# opened page by page in Debian's headless Chromium, driven by Playwright, with the network closed
+# (tools/browser/test_site.py). Playwright never downloads a browser here: it is given CHROMIUM.
+CHROMIUM ?= /usr/bin/chromium
+browser-test: setup
+	@test -f _build/html/index.html || { echo "browser-test: no _build/html; run make book first"; exit 1; }
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(PY) -c "import playwright" 2>/dev/null || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e ".[browser]"
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -p no:cacheprovider -v -s tools/browser
+
+# External links of the book (Sphinx's linkcheck builder; needs the network; run weekly by CI).
+linkcheck: setup stage
+	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . --builder linkcheck
 
 bench: setup
 	$(PY) bench/notebook_times.py

@@ -6,7 +6,8 @@ exp(-d_j)`` (the maximized objective) computed by *autograd*, next to ``-r_j``.
 
 Widgets need a live kernel. The explorer's ``_repr_mimebundle_`` therefore returns both the
 ipywidgets view and an ``image/png`` of its current state: Jupyter shows the live widget, the
-HTML book (whose configuration drops the widget-view mime type) shows the PNG.
+HTML book (whose configuration drops the widget-view mime type) shows the PNG. It works with
+ipywidgets 7.7 (what Colab ships) and 8.
 :func:`responsibility_figure` is the same picture as a plain matplotlib figure.
 """
 
@@ -108,6 +109,26 @@ def _png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _widget_view_bundle(widget: Any, **kwargs: Any) -> dict[str, Any]:
+    """The mimebundle Jupyter uses to show ``widget`` live, under ipywidgets 7 and 8.
+
+    ipywidgets 8 widgets have ``_repr_mimebundle_``. ipywidgets 7 (7.7.1 is what Colab ships)
+    display themselves through ``_ipython_display_`` instead; build the same widget-view entry
+    (protocol version 2.0, the widget's model id) that it would publish."""
+    if hasattr(widget, "_repr_mimebundle_"):
+        return dict(widget._repr_mimebundle_(**kwargs) or {})
+    bundle: dict[str, Any] = {"text/plain": repr(widget)}
+    if getattr(widget, "_view_name", None) is not None:
+        bundle[WIDGET_VIEW_MIME] = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
+        handle = getattr(widget, "_handle_displayed", None)
+        if handle is not None:
+            handle()
+    return bundle
+
+
 class ResponsibilityExplorer:
     """Sliders for ``d_1..d_K``; bars for ``r_j`` and for autograd ``dL/dd_j`` beside ``-r_j``.
 
@@ -168,7 +189,7 @@ class ResponsibilityExplorer:
         return _png(self.figure)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
-        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude, **kwargs) or {})
+        bundle = _widget_view_bundle(self.widget, include=include, exclude=exclude, **kwargs)
         bundle["image/png"] = base64.b64encode(self.png()).decode("ascii")
         bundle["text/plain"] = f"ResponsibilityExplorer(d={self.d.round(3).tolist()})"
         return bundle

@@ -18,7 +18,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_mimebundle_has_widget_view_and_png():
     e = ResponsibilityExplorer([0.0, 1.0, 2.0, 3.0])
     bundle = e._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+    view = bundle["application/vnd.jupyter.widget-view+json"]
+    # The live view points at the explorer's own box, under ipywidgets 7 (Colab) and 8 alike.
+    assert view["model_id"] == e.widget.model_id and view["version_major"] == 2
     assert "image/png" in bundle and "text/plain" in bundle
     png = base64.b64decode(bundle["image/png"])
     assert png.startswith(PNG_MAGIC)
@@ -85,3 +87,41 @@ def test_bad_input():
         ResponsibilityExplorer([0.0], d_range=-1)
     with pytest.raises(ValueError, match="^d "):
         ResponsibilityExplorer("abc")
+
+
+def test_widget_view_bundle_under_both_ipywidgets_apis():
+    """ipywidgets 8 widgets have _repr_mimebundle_; ipywidgets 7 (Colab's 7.7.1) do not.
+    Both paths give the same widget-view entry. The colab check runs this file under 7.7.1,
+    `make test` under 8."""
+    from iemlib.widgets import WIDGET_VIEW_MIME, _widget_view_bundle
+
+    class V7Like:  # what an ipywidgets 7 widget offers: a view name and a model id, no mimebundle
+        _view_name = "VBoxView"
+        model_id = "abc123"
+
+        def __init__(self):
+            self.displayed = 0
+
+        def _handle_displayed(self):
+            self.displayed += 1
+
+        def __repr__(self):
+            return "V7Like()"
+
+    w = V7Like()
+    b = _widget_view_bundle(w)
+    assert b[WIDGET_VIEW_MIME] == {"version_major": 2, "version_minor": 0, "model_id": "abc123"}
+    assert b["text/plain"] == "V7Like()" and w.displayed == 1
+
+    class V8Like:
+        def _repr_mimebundle_(self, **kwargs):
+            return {WIDGET_VIEW_MIME: {"version_major": 2, "version_minor": 1, "model_id": "x"}}
+
+    assert _widget_view_bundle(V8Like())[WIDGET_VIEW_MIME]["model_id"] == "x"
+
+
+def test_installed_ipywidgets_is_a_supported_major_version():
+    import ipywidgets
+
+    major, minor = (int(x) for x in ipywidgets.__version__.split(".")[:2])
+    assert (major, minor) >= (7, 7) and major in (7, 8), ipywidgets.__version__
