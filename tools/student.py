@@ -150,6 +150,10 @@ def stage(executed: Path, out: Path, chapters: Path = ROOT / "chapters") -> list
     cfg.setdefault("execute", {})["execute_notebooks"] = "off"
     cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     (out / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    # Local Sphinx extensions named in the config (e.g. the offline MathJax one) travel with it.
+    for path in (cfg.get("sphinx", {}).get("local_extensions") or {}).values():
+        if (ROOT / path).is_dir():
+            shutil.copytree(ROOT / path, out / path)
     # The instructor's guide (rubrics, misconceptions, which mistake each exercise targets) stays out.
     toc = (ROOT / "_toc.yml").read_text()
     (out / "_toc.yml").write_text(re.sub(r"^\s*- file: chapters/instructors\s*\n", "", toc, flags=re.M))
