@@ -21,7 +21,8 @@ Modules, one concept each:
 - ``open_directions``, ``open_set``, ``label_noise``: the open directions of §7.3 (chapter 10):
   gradient diagnostics, soft targets, the reject component, the standard out-of-distribution
   scores with their metrics, and fixed noisy labels against label smoothing.
-- ``markov``, ``em_vs_sgd``: the sticky Markov chain and the EM-vs-SGD reproduction.
+- ``markov``, ``em_vs_sgd``, ``em_vs_sgd_archive``: the sticky Markov chain, the EM-vs-SGD reproduction, and
+  chapter 8's archived control runs (``iemlib/data/``, written by ``bench/ch08_controls.py``).
 - ``plotting``, ``widgets``, ``exercises``: the book's style, explorers and exercise checkers.
 """
 

@@ -697,16 +697,22 @@ def steps_to_reach(curve: np.ndarray, level: float) -> int | None:
 
 
 def summarize(result: Result, config: str) -> dict[str, np.ndarray]:
-    """Per-seed Table 1 quantities for one configuration (arrays over its seeds)."""
+    """Per-seed Table 1 quantities for one configuration (arrays over its seeds).
+
+    The KL divergences between the schedules need the predictive distributions; for a result
+    loaded from an archive (:mod:`iemlib.em_vs_sgd_archive`), which keeps none, they are NaN.
+    """
     em, sgd = result.select(config, "em"), result.select(config, "sgd")
     if not em or not sgd or len(em) != len(sgd):
         raise ValueError(f"config {config!r} needs both schedules for every seed in the result")
     f = result.final
-    kl = np.array([kl_divergence(result.probs[i], result.probs[j]) for i, j in zip(em, sgd)])
+    has_probs = result.probs.ndim == 3 and result.probs.shape[1] > 0  # an archived result keeps none
+    kl = (np.array([kl_divergence(result.probs[i], result.probs[j]) for i, j in zip(em, sgd)])
+          if has_probs else np.full(len(em), np.nan))
     reach = [steps_to_reach(result.loss[i], f["loss"][j]) for i, j in zip(em, sgd)]
     h = result.heldout
     kl_h = (np.array([kl_divergence(h["probs"][i], h["probs"][j]) for i, j in zip(em, sgd)])
-            if h and np.isfinite(h["probs"][em + sgd]).all() else np.full(len(em), np.nan))
+            if h and "probs" in h and np.isfinite(h["probs"][em + sgd]).all() else np.full(len(em), np.nan))
     extra = {}
     if h:
         extra = {
