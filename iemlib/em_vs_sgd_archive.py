@@ -2,7 +2,7 @@
 
 The controls of chapter 8 and its companion 8b (the learning-rate grid, the chain x bias
 2 x 2, the least-squares and free readings of the M-step) are 120 runs of 1000 steps on a
-1999-position sequence: about 13 minutes on two CPU cores, more than the book's time budget
+1999-position sequence: about 21 minutes on two CPU cores, more than the book's time budget
 allows a notebook. They are therefore trained by a script, ``bench/ch08_controls.py``, and the
 scalar results and loss curves are stored in ``iemlib/data/em_vs_sgd_controls.npz``, which
 ships with the package (so it is there on Colab too). The notebooks do not take the file on
