@@ -57,5 +57,7 @@ echo "== every notebook executed in the Colab environment"
 rm -rf "$OUT/chapters" && cp -r chapters "$OUT/chapters"
 # The longest notebook (chapter 8) first, so that the others share the second worker meanwhile.
 nbs=$(ls "$OUT"/chapters/08*.ipynb 2>/dev/null; ls "$OUT"/chapters/*.ipynb | grep -v '/08')
-"$PY" tools/colab/run_notebooks.py "$OUT/executed" --workers "$WORKERS" --timeout "$TIMEOUT" $nbs
+# One BLAS thread per notebook: the workers already share the cores (as in `make notebooks`).
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+  "$PY" tools/colab/run_notebooks.py "$OUT/executed" --workers "$WORKERS" --timeout "$TIMEOUT" $nbs
 echo "colab-check: done in $SECONDS s"
