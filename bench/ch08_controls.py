@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from iemlib.em_vs_sgd import train
 from iemlib.em_vs_sgd_archive import archive_path, compare_runs, control_runs, load_result, save_result
 
