@@ -5,7 +5,7 @@
     .venv/bin/python bench/ch08_controls.py --out PATH      # somewhere else (e.g. to compare)
     .venv/bin/python bench/ch08_controls.py --check         # retrain and compare with the shipped archive
 
-The runs are ``iemlib.em_vs_sgd_archive.control_runs()``: 120 runs of 1000 steps (the learning-rate
+The runs are ``iemlib.legacy.em_vs_sgd_archive.control_runs()``: 120 runs of 1000 steps (the learning-rate
 grid, the chain x bias 2 x 2, the least-squares and free readings), one batched ``train`` call;
 about 21 minutes on two CPU cores (1252 s measured 2026-12-02). The result is deterministic:
 fixed seeds, float32 on the CPU; run again on the same machine it reproduces the archive exactly.
@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from iemlib.em_vs_sgd import train
-from iemlib.em_vs_sgd_archive import archive_path, compare_runs, control_runs, load_result, save_result
+from iemlib.legacy.em_vs_sgd import train
+from iemlib.legacy.em_vs_sgd_archive import archive_path, compare_runs, control_runs, load_result, save_result
 
 
 def main(argv: list[str]) -> int:

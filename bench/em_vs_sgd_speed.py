@@ -1,7 +1,7 @@
 """Time the batched EM-vs-SGD trainer against a re-implementation of the public per-seed loop.
 
 Same work on the same machine, one after the other: 5 seeds x 2 schedules (EM-like, SGD) x
-``--n-steps`` steps of the public implementation's configuration (``iemlib.em_vs_sgd.PUBLIC``,
+``--n-steps`` steps of the public implementation's configuration (``iemlib.legacy.em_vs_sgd.PUBLIC``,
 float32). The reference is ``bench/reference_impl.py`` (our re-implementation of the authors'
 straightforward loop: one seed at a time, full T x T masked attention, ``loss.backward()``).
 With ``--n-steps`` below 1000 both sides do that same fraction of the work and the per-step
@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_impl as ref  # noqa: E402
 
-from iemlib.em_vs_sgd import PUBLIC, train  # noqa: E402
+from iemlib.legacy.em_vs_sgd import PUBLIC, train  # noqa: E402
 
 
 def time_ours(n_steps: int, n_seeds: int):

@@ -3,7 +3,7 @@
 The authors of the gradient-dynamics paper (Aggarwal, Dalal & Misra 2025) published a script,
 ``em_vs_sgd_multiseed.py``, that runs the sticky Markov-chain experiment of §7.2 one seed at a
 time. We read it and re-implemented, in our own code, its *straightforward* loop, so that
-``bench/em_vs_sgd_speed.py`` can time it against :mod:`iemlib.em_vs_sgd` on the same machine:
+``bench/em_vs_sgd_speed.py`` can time it against :mod:`iemlib.legacy.em_vs_sgd` on the same machine:
 
 * data: ``torch.manual_seed(seed)``; symbol means ``torch.randn(8, 20)`` under seed 0 (the global
   generator's state saved and restored around it); a uniform start state, then one

@@ -26,7 +26,7 @@ Modules, one concept each:
 - ``plotting``, ``widgets``, ``exercises``: the book's style, explorers and exercise checkers.
 """
 
-from .objectives import lse, lse_gradient, responsibilities
+from .legacy.objectives import lse, lse_gradient, responsibilities
 
 __version__ = "0.1.0"
 __all__ = ["lse", "lse_gradient", "responsibilities", "__version__"]

@@ -23,6 +23,9 @@ __all__ = [
     "check_int",
     "check_labels",
     "check_same_shape",
+    "as_tensor",
+    "as_numpy",
+    "to_numpy",
 ]
 
 
@@ -158,3 +161,27 @@ def check_same_shape(a: ArrayLike, b: ArrayLike, name_a: str, name_b: str) -> No
         raise ValueError(
             f"{name_b} must have the same shape as {name_a} {tuple(a.shape)}, got {tuple(b.shape)}"
         )
+
+
+def as_tensor(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None, dtype: torch.dtype | None = None,
+              **kwargs: Any) -> torch.Tensor:
+    """:func:`as_float_array`, then a torch tensor: a tensor is returned as it is (graph and dtype
+    kept; cast when ``dtype`` is given), anything else becomes a tensor of ``dtype`` (default float64)."""
+    arr = as_float_array(x, name, ndim=ndim, **kwargs)
+    if is_torch(arr):
+        return arr if dtype is None else arr.to(dtype)
+    return torch.as_tensor(np.asarray(arr), dtype=torch.float64 if dtype is None else dtype)
+
+
+def as_numpy(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None, dtype: Any = np.float64,
+             **kwargs: Any) -> np.ndarray:
+    """:func:`as_float_array`, then a numpy array of ``dtype`` (default float64; a tensor is detached
+    and moved to the CPU first)."""
+    return to_numpy(as_float_array(x, name, ndim=ndim, **kwargs), dtype)
+
+
+def to_numpy(x: Any, dtype: Any = None) -> np.ndarray:
+    """A numpy array of ``x`` (a tensor detached and moved to the CPU) without validation; cast to
+    ``dtype`` when given."""
+    arr = x.detach().cpu().numpy() if is_torch(x) else np.asarray(x)
+    return arr if dtype is None else arr.astype(dtype, copy=False)

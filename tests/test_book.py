@@ -84,7 +84,7 @@ def test_notebook_follows_the_template(path):
         "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
         for c in nb["cells"] if c["cell_type"] == "code"
     )
-    assert "iemlib.exercises" in code
+    assert "iemlib.book.exercises" in code
     # Figures declared in cell metadata carry a caption and alt text.
     for c in nb["cells"]:
         fig = c.get("metadata", {}).get("mystnb", {}).get("figure")
@@ -135,9 +135,9 @@ def test_every_exercise_has_a_gated_executed_solution(path):
     # Every registered checker of this chapter appears in the notebook and vice versa.
     import importlib
 
-    import iemlib.exercises as E
+    import iemlib.book.exercises as E
 
-    importlib.import_module(f"iemlib.exercises.ch{path.name[:2]}")
+    importlib.import_module(f"iemlib.book.exercises.ch{path.name[:2]}")
     registered = {lab for lab in E.REGISTRY if lab.startswith(f"ex-ch{path.name[:2]}-")}
     # A chapter and its companions (08, 08b) share one checker module: together they use all of it.
     together = set()

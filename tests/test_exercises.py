@@ -1,6 +1,6 @@
 """The exercise checkers: right answers pass, recognised mistakes are named, nothing leaks early.
 
-For every exercise in ``iemlib.exercises.REGISTRY`` (all chapters):
+For every exercise in ``iemlib.book.exercises.REGISTRY`` (all chapters):
 - its solution passes;
 - each wrong variant fails and is named as the right kind of mistake;
 - no message a reader sees before asking for a hint states the answer: neither a number of the
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import iemlib.exercises as E
+import iemlib.book.exercises as E
 
 for _k in range(1, 11):
-    importlib.import_module(f"iemlib.exercises.ch{_k:02d}")
+    importlib.import_module(f"iemlib.book.exercises.ch{_k:02d}")
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = sorted(E.REGISTRY)
@@ -138,7 +138,7 @@ def test_feedback_renders_the_kind():
 
 # Wrong variants written independently of the checkers' mistake lists.
 def test_chapter_mistakes_are_named_independently():
-    from iemlib.exercises import ch01, ch02, ch03, ch04, ch06, ch08, ch10
+    from iemlib.book.exercises import ch01, ch02, ch03, ch04, ch06, ch08, ch10
 
     # ch01: forgetting the 1/N of the mean loss.
     assert ch01.check_responsibilities_from_gradient(ch01.EX1_GRAD).kind == E.MISSING_FACTOR
@@ -169,7 +169,7 @@ def test_chapter_mistakes_are_named_independently():
 
 
 def test_the_formulas_the_issue_quoted_are_gone_from_early_messages():
-    from iemlib.exercises import ch02, ch04
+    from iemlib.book.exercises import ch02, ch04
 
     early = str(ch02.check_principal_unit(...)) + str(ch04.check_bridge_step(...))
     assert "sqrt(lambda)" not in early and "-W @ mean" not in early
@@ -178,7 +178,7 @@ def test_the_formulas_the_issue_quoted_are_gone_from_early_messages():
 
 
 def test_basin_exercise_finds_different_optima():
-    from iemlib.exercises import ch04
+    from iemlib.book.exercises import ch04
 
     out = ch04.run_em_and_gd(np.array([[-0.6, -0.8], [-4.0, 3.5]]))
     assert np.abs(out["em"][0] - out["gd"][0]).max() > 0.5

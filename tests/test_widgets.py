@@ -1,4 +1,4 @@
-"""Tests of iemlib.widgets: static rendering, the mimebundle, and live updates."""
+"""Tests of iemlib.book.widgets: static rendering, the mimebundle, and live updates."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from iemlib.objectives import responsibilities
-from iemlib.widgets import ResponsibilityExplorer, autograd_lse_gradient, responsibility_figure
+from iemlib.legacy.objectives import responsibilities
+from iemlib.book.widgets import ResponsibilityExplorer, autograd_lse_gradient, responsibility_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -93,7 +93,7 @@ def test_widget_view_bundle_under_both_ipywidgets_apis():
     """ipywidgets 8 widgets have _repr_mimebundle_; ipywidgets 7 (Colab's 7.7.1) do not.
     Both paths give the same widget-view entry. The colab check runs this file under 7.7.1,
     `make test` under 8."""
-    from iemlib.widgets import WIDGET_VIEW_MIME, _widget_view_bundle
+    from iemlib.book.widgets import WIDGET_VIEW_MIME, _widget_view_bundle
 
     class V7Like:  # what an ipywidgets 7 widget offers: a view name and a model id, no mimebundle
         _view_name = "VBoxView"

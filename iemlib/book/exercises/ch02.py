@@ -1,0 +1,216 @@
+"""Exercise checkers for chapter 2, *The geometric substrate*.
+
+Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback` (never raises):
+a verdict, the kind of a recognised mistake, and with ``hint=1, 2, ...`` graded hints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import (
+    FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, TRANSPOSED, WRONG_QUANTITY, WRONG_SHAPE, WRONG_TYPE,
+    Custom, Exercise, Feedback, Mistake, _to_numpy, register,
+)
+
+__all__ = [
+    "EXERCISE_MEAN",
+    "EXERCISE_COV",
+    "EXERCISE_D",
+    "em_exercise_data",
+    "check_principal_unit",
+    "check_lse_gradient",
+    "check_em_means",
+    "check_symmetric_means",
+]
+
+#: Exercise 1: the Gaussian whose largest-variance principal direction the reader turns into a unit.
+EXERCISE_MEAN = np.array([1.0, -2.0])
+EXERCISE_COV = np.array([[3.0, 1.0], [1.0, 2.0]])
+#: Exercise 2: the distances at which the reader differentiates L = log sum_j exp(-d_j).
+EXERCISE_D = np.array([0.5, 1.0, 3.0])
+
+
+def em_exercise_data() -> tuple[np.ndarray, np.ndarray]:
+    """Exercise 3's data: five 2-D points ``X`` (5, 2) and responsibilities ``resp`` (5, 2)."""
+    X = np.array([[0.0, 0.0], [1.0, 0.5], [4.0, 4.0], [5.0, 3.5], [2.5, 2.0]])
+    resp = np.array([[0.95, 0.05], [0.9, 0.1], [0.05, 0.95], [0.02, 0.98], [0.5, 0.5]])
+    return X, resp
+
+
+def _expected_unit() -> tuple[np.ndarray, float]:
+    lam, V = np.linalg.eigh(EXERCISE_COV)
+    W = V[:, -1] / np.sqrt(lam[-1])
+    return W, float(-W @ EXERCISE_MEAN)
+
+
+_PTS = np.random.default_rng(0).normal(size=(20, 2)) * 2 + EXERCISE_MEAN
+
+
+def _unit_distance(W: np.ndarray, b: float) -> np.ndarray:
+    return np.abs(_PTS @ W + b)
+
+
+def _grade_unit(answer: Any) -> Feedback:
+    what = "Your unit (W, b)"
+    try:
+        W, b = answer
+        W = _to_numpy(W).astype(np.float64).reshape(-1)
+        b = float(np.asarray(_to_numpy(b), dtype=np.float64).reshape(-1)[0])
+    except Exception:  # the reader's answer may be anything
+        return Feedback(False, f"{what}: expected a pair (W, b) with W of shape (2,) and a number b.", WRONG_TYPE)
+    if W.shape != (2,):
+        return Feedback(False, f"{what}: W must have shape (2,), got {W.shape}.", WRONG_SHAPE)
+    We, be = _expected_unit()
+    want = _unit_distance(We, be)
+    if np.allclose(_unit_distance(W, b), want, rtol=1e-6, atol=1e-9):
+        return Feedback(True, f"{what}: right, |W x + b| is the Mahalanobis distance along the main axis "
+                              "(either sign works: |.| ignores it).")
+    lam, V = np.linalg.eigh(EXERCISE_COV)
+    cands = [
+        (V[:, 0] / np.sqrt(lam[0]), "it measures along the direction of *smallest* variance.", WRONG_QUANTITY),
+        (V[:, -1] * np.sqrt(lam[-1]), "the scale is inverted: a Mahalanobis unit divides by the standard deviation "
+                                      "along its axis.", MISSING_FACTOR),
+        (V[:, -1] / lam[-1], "the scale is off: divide by the standard deviation, not the variance.", MISSING_FACTOR),
+        (V[:, -1], "the direction is right but the scale is missing.", MISSING_FACTOR),
+    ]
+    for Wc, msg, kind in cands:
+        for s in (1.0, -1.0):
+            if np.allclose(s * W, Wc, rtol=1e-6, atol=1e-9):
+                return Feedback(False, f"{what}: {msg}", kind)
+    if np.allclose(np.abs(W), np.abs(We), rtol=1e-6, atol=1e-9):
+        s = 1.0 if np.allclose(W, We) else -1.0
+        if np.isclose(b, -s * be, rtol=1e-6, atol=1e-9):
+            return Feedback(False, f"{what}: W is right; the offset b has the wrong sign: the distance must be 0 at the mean.",
+                            FLIPPED_SIGN)
+        return Feedback(False, f"{what}: W is right; the offset b is not: the distance must be 0 at the mean.", NOT_CLOSE)
+    return Feedback(False, f"{what}: |W x + b| is not the distance along the principal axis.", NOT_CLOSE)
+
+
+def _unit_wrong() -> list[tuple[Any, str]]:
+    lam, V = np.linalg.eigh(EXERCISE_COV)
+    We, be = _expected_unit()
+    return [
+        ((V[:, 0] / np.sqrt(lam[0]), float(-(V[:, 0] / np.sqrt(lam[0])) @ EXERCISE_MEAN)), WRONG_QUANTITY),
+        ((V[:, -1] * np.sqrt(lam[-1]), 0.0), MISSING_FACTOR),
+        ((We, -be), FLIPPED_SIGN),
+    ]
+
+
+_EX1 = register(Custom(
+    label="ex-ch02-unit", name="check_principal_unit", what="Your unit (W, b)", grade=_grade_unit,
+    hints=(
+        "The direction of largest variance is an eigenvector of the covariance. How far, in standard deviations, "
+        "is x from the mean along it?",
+        "np.linalg.eigh returns eigenvalues in ascending order and eigenvectors as columns. The standard deviation "
+        "along an eigenvector is the square root of its eigenvalue.",
+        "W = v / sqrt(lambda) for the eigenpair with the largest eigenvalue, and b = -W @ mean so that the unit is 0 at the mean.",
+    ),
+    example=_expected_unit, wrong=_unit_wrong,
+    secrets=("sqrt(lambda)", "-W @ mean", "V[:, -1]", "lam[-1]"), placeholder="a pair (W, b)", kind="compute",
+))
+
+
+def _r() -> np.ndarray:
+    e = np.exp(-EXERCISE_D)
+    return e / e.sum()
+
+
+_EX2 = register(Exercise(
+    label="ex-ch02-grad", name="check_lse_gradient", what="Your gradient dL/dd",
+    expected=lambda: -_r(),
+    mistakes=(
+        Mistake(FLIPPED_SIGN, _r, "right size, wrong sign: increasing a distance lowers L, so dL/dd is negative."),
+        Mistake(NORMALIZATION, lambda: -np.exp(-EXERCISE_D),
+                "the normalizer is missing: differentiating log Z divides by Z."),
+        Mistake(NORMALIZATION, lambda: np.exp(-EXERCISE_D),
+                "both the sign and the normalizer are off: d/dd_j of log Z is (1/Z) dZ/dd_j."),
+    ),
+    hints=(
+        "Write L = log Z with Z = sum_k exp(-d_k) and use the chain rule: dL/dd_j = (1/Z) dZ/dd_j.",
+        "dZ/dd_j = -exp(-d_j). Mind the sign.",
+        "The answer is minus the responsibilities: -exp(-d) / sum(exp(-d)).",
+    ),
+    success="It is minus the responsibilities: Theorem 1.",
+    secrets=("-np.exp(-EXERCISE_D) /", "minus the responsibilities"),
+))
+
+
+def _means() -> np.ndarray:
+    X, resp = em_exercise_data()
+    return (resp.T @ X) / resp.sum(0)[:, None]
+
+
+_EX3 = register(Exercise(
+    label="ex-ch02-mstep", name="check_em_means", what="Your M-step means",
+    expected=_means,
+    mistakes=(
+        Mistake(NORMALIZATION, lambda: (lambda X, r: (r.T @ X) / X.shape[0])(*em_exercise_data()),
+                "you divided by the number of points; each component's mean is normalized by its own total responsibility."),
+        Mistake(NORMALIZATION, lambda: (lambda X, r: r.T @ X)(*em_exercise_data()),
+                "these are weighted sums, not weighted averages: the normalization is missing."),
+        Mistake(NORMALIZATION, lambda: (lambda X, r: (r.T @ X) / r.sum(0)[None, :])(*em_exercise_data()),
+                "the normalizer is broadcast along the wrong axis: row j must be divided by component j's total."),
+        Mistake(NORMALIZATION, lambda: (lambda X, r: (r.T @ X) / r.sum())(*em_exercise_data()),
+                "you divided by the total responsibility of all components; use each component's own total."),
+    ),
+    hints=(
+        "The M-step mean of component j is a weighted average of the points. What are the weights, and what do they sum to?",
+        "The weights are the responsibilities r_ij of component j; divide by N_j = sum_i r_ij, not by the number of points.",
+        "Row j is sum_i r_ij x_i / N_j: resp.T @ X divided, row by row, by resp.sum(0).",
+    ),
+    rtol=1e-8,
+    success="Each mean is pulled towards the points its component is responsible for.",
+    secrets=("resp.T @ X", "resp.sum(0)[:, None]"),
+))
+
+
+def _sym_means() -> np.ndarray:
+    X, _ = em_exercise_data()
+    return np.tile(X.mean(0), (2, 1))
+
+
+_EX4 = register(Exercise(
+    label="ex-ch02-symmetric", name="check_symmetric_means", what="Your prediction of the M-step means",
+    expected=_sym_means,
+    mistakes=(
+        Mistake(NORMALIZATION, lambda: np.tile(0.5 * em_exercise_data()[0].sum(0), (2, 1)),
+                "with equal responsibilities the weights still need normalizing: each component's total is half the points."),
+        Mistake(WRONG_QUANTITY, _means, "that is the M-step for the exercise's responsibilities, not for equal ones."),
+    ),
+    hints=(
+        "If every point gives both components the same weight, can the two M-step means differ?",
+        "With r_ij = 1/2 for all i, j, both weighted averages use the same weights.",
+        "Both rows are the plain average of the five points. Both components then get the same responsibilities again.",
+    ),
+    rtol=1e-8,
+    success="Both means land on the data mean: the components are identical, so the next E-step gives 1/2 again. "
+            "EM never leaves a perfectly symmetric start; chapter 4 shows what breaks the tie.",
+    secrets=("X.mean(0)", "data mean", "plain average"), kind="predict",
+))
+
+
+def check_principal_unit(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 1: ``answer = (W, b)`` with ``W`` of shape (2,) and scalar ``b`` such that
+    ``|W x + b|`` is the Mahalanobis distance of ``x`` from ``N(EXERCISE_MEAN, EXERCISE_COV)``
+    along its principal direction of largest variance. Either sign of ``(W, b)`` is right."""
+    return _EX1.check(answer, hint)
+
+
+def check_lse_gradient(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 2: the gradient of the objective ``L = log sum_j exp(-d_j)`` (maximized) with
+    respect to ``d`` at ``d = EXERCISE_D``, as an array of shape (3,)."""
+    return _EX2.check(answer, hint)
+
+
+def check_em_means(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 3: the M-step means (shape (2, 2)) for :func:`em_exercise_data`."""
+    return _EX3.check(answer, hint)
+
+
+def check_symmetric_means(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 4 (predict): the M-step means (2, 2) for the points of :func:`em_exercise_data`
+    when every responsibility is 1/2."""
+    return _EX4.check(answer, hint)

@@ -1,0 +1,157 @@
+"""Checkers for chapter 3 (Theorem 1).
+
+Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback`: a verdict, the kind of
+a recognised mistake, and with ``hint=1, 2, ...`` graded hints, the last close to the solution.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, register
+
+__all__ = [
+    "EX1_D",
+    "EX2_D",
+    "EX2_Y",
+    "EX3_D",
+    "EX3_TAU",
+    "check_loss_gradient",
+    "check_cross_entropy_gradient",
+    "check_temperature_gradient",
+    "check_zero_temperature_limit",
+]
+
+#: Exercise 1: distances at which the reader differentiates the loss -L.
+EX1_D = (0.0, float(np.log(2.0)), float(np.log(4.0)))
+#: Exercise 2: distances and label for the cross-entropy loss.
+EX2_D, EX2_Y = (1.0, 0.0, 2.0), 0
+#: Exercise 3: distances and temperature for L_tau = tau * log sum_j exp(-d_j / tau).
+EX3_D, EX3_TAU = (1.0, 2.0, 3.0), 0.5
+
+
+def _softmax_neg(d: Any) -> np.ndarray:
+    d = np.asarray(d, dtype=np.float64)
+    e = np.exp(-(d - d.min()))
+    return e / e.sum()
+
+
+_EX1 = register(Exercise(
+    label="ex-ch03-loss-gradient", name="check_loss_gradient", what="Gradient of the loss -L",
+    expected=lambda: _softmax_neg(EX1_D),
+    mistakes=(
+        Mistake(FLIPPED_SIGN, lambda: -_softmax_neg(EX1_D),
+                "right size, wrong sign: that is the gradient of the objective L, not of the loss -L."),
+        Mistake(NORMALIZATION, lambda: np.exp(-np.asarray(EX1_D)),
+                "the normalizer is missing: the derivative of a log divides by its argument."),
+    ),
+    hints=(
+        "Theorem 1 gives the gradient of the objective L; the loss is -L.",
+        "dL/dd_j = -r_j, so d(-L)/dd_j = +r_j with r_j = exp(-d_j) / sum_k exp(-d_k).",
+        "Here the exponentials exp(-d_j) are 1, 1/2 and 1/4; divide each by their sum.",
+    ),
+    success="Gradient descent on -L moves each d_j down by a step proportional to r_j.",
+    secrets=("4/7", "0.571", "2/7"),
+))
+
+
+def _ce_expected() -> np.ndarray:
+    return np.eye(len(EX2_D))[EX2_Y] - _softmax_neg(EX2_D)
+
+
+_EX2 = register(Exercise(
+    label="ex-ch03-cross-entropy", name="check_cross_entropy_gradient", what="Cross-entropy gradient with respect to d",
+    expected=_ce_expected,
+    mistakes=(
+        Mistake(FLIPPED_SIGN, lambda: -_ce_expected(),
+                "that is the gradient with respect to the logits z = -d (the paper's §4.3 formula); the chain rule "
+                "through z = -d flips it."),
+        Mistake(WRONG_QUANTITY, lambda: -_softmax_neg(EX2_D),
+                "the label term is missing: the loss has d_y in front of the log-sum-exp."),
+        Mistake(WRONG_QUANTITY, lambda: _softmax_neg(EX2_D),
+                "that is the gradient of the log-sum-exp part alone, with its sign flipped; the label term d_y is missing."),
+    ),
+    hints=(
+        "Differentiate the two terms separately: d_y, and log sum_k exp(-d_k).",
+        "The first gives 1 for j = y and 0 otherwise; the second is Theorem 1, -r_j.",
+        "The answer is onehot(y) - r with r = softmax(-d).",
+    ),
+    success="The correct class's distance has a positive gradient (descent pulls it in), the others negative (pushed away).",
+    secrets=("0.755", "onehot(y) - r", "np.eye"),
+))
+
+
+def _temp_expected() -> np.ndarray:
+    return -_softmax_neg(np.asarray(EX3_D) / EX3_TAU)
+
+
+_EX3 = register(Exercise(
+    label="ex-ch03-temperature", name="check_temperature_gradient", what="Gradient of L_tau",
+    expected=_temp_expected,
+    mistakes=(
+        Mistake(MISSING_FACTOR, lambda: _temp_expected() / EX3_TAU,
+                "an extra 1/tau: the tau in front of the log cancels the 1/tau of the chain rule."),
+        Mistake(MISSING_FACTOR, lambda: _temp_expected() * EX3_TAU,
+                "an extra factor tau: the chain rule through d/tau gives a 1/tau that cancels it."),
+        Mistake(WRONG_QUANTITY, lambda: -_softmax_neg(EX3_D),
+                "these are the responsibilities at temperature 1; the temperature also changes which r appears."),
+        Mistake(FLIPPED_SIGN, lambda: -_temp_expected(), "right size, wrong sign: L_tau is an objective (maximized)."),
+    ),
+    hints=(
+        "Use the chain rule through u_j = d_j / tau, and Theorem 1 for log sum_j exp(-u_j).",
+        "The tau in front and the 1/tau from du_j/dd_j cancel. Which responsibilities remain?",
+        "The gradient is minus the responsibilities of d / tau: -softmax(-d / tau).",
+    ),
+    success="A lower temperature sharpens the responsibilities; the identity keeps its form.",
+    secrets=("-0.867", "softmax(-d / tau)", "responsibilities of d / tau"),
+))
+
+
+def _limit() -> np.ndarray:
+    d = np.asarray(EX3_D, dtype=np.float64)
+    return -(d == d.min()).astype(np.float64)
+
+
+_EX4 = register(Exercise(
+    label="ex-ch03-zero-temperature", name="check_zero_temperature_limit",
+    what="Your predicted limit of dL_tau/dd as tau -> 0",
+    expected=_limit,
+    mistakes=(
+        Mistake(FLIPPED_SIGN, lambda: -_limit(), "right pattern, wrong sign: L_tau is maximized; moving a component away lowers it."),
+        Mistake(WRONG_QUANTITY, lambda: -np.ones(3) / 3, "that is the limit tau -> infinity (no preference), not tau -> 0."),
+        Mistake(WRONG_QUANTITY, lambda: np.zeros(3), "the gradient does not vanish: the responsibilities always sum to one."),
+    ),
+    hints=(
+        "As tau falls, what happens to the responsibilities softmax(-d / tau)? Try tau = 0.1 and 0.01.",
+        "Dividing by a tiny tau magnifies the gaps between distances; the nearest component takes everything.",
+        "The limit is minus a one-hot vector at the smallest distance: k-means' hard assignment.",
+    ),
+    rtol=0.0, atol=1e-6,
+    success="The zero-temperature limit is hard assignment: L_tau tends to -min_j d_j, the k-means objective, and "
+            "its gradient to a one-hot E-step.",
+    secrets=("one-hot", "-min_j d_j", "k-means"), kind="predict",
+))
+
+
+def check_loss_gradient(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 1: the gradient of the loss ``-L`` with respect to ``d`` at ``EX1_D``."""
+    return _EX1.check(answer, hint)
+
+
+def check_cross_entropy_gradient(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 2: the gradient of the cross-entropy loss ``d_y + log sum_k exp(-d_k)`` with
+    respect to the distances ``d`` (not the logits) at ``EX2_D``, label ``EX2_Y``."""
+    return _EX2.check(answer, hint)
+
+
+def check_temperature_gradient(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 3: the gradient of ``L_tau = tau log sum_j exp(-d_j / tau)`` (maximized) with
+    respect to ``d`` at ``EX3_D``, ``tau = EX3_TAU``."""
+    return _EX3.check(answer, hint)
+
+
+def check_zero_temperature_limit(answer: Any, hint: int = 0) -> Feedback:
+    """Exercise 4 (predict): the limit of ``dL_tau/dd`` at ``EX3_D`` as ``tau -> 0``, shape (3,)."""
+    return _EX4.check(answer, hint)
