@@ -12,8 +12,10 @@ reader's answer and return :class:`Feedback`. A checker
 The shared machinery lives here: :class:`Exercise` (a numeric exercise: its expected value, the
 mistakes it recognises, its hints), :class:`Choice` (a prediction or judgement answered with one
 of a few words) and helpers for checkers that run the reader's answer (``verdict``,
-``with_hint``). ``REGISTRY`` lists every exercise of the book, so that the tests can check each
-one: its solution passes, each recognised mistake is named, no early message leaks the answer.
+``with_hint``). Each chapter module lists its exercises in ``EXERCISES``; :func:`registry` collects
+them from the modules named in :data:`CHAPTER_MODULES` (an explicit list: importing a module has no
+side effect on any other), so that the tests can check every exercise of the book: its solution
+passes, each recognised mistake is named, no early message leaks the answer.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ __all__ = [
     "Exercise",
     "Choice",
     "Custom",
-    "REGISTRY",
-    "register",
+    "CHAPTER_MODULES",
+    "registry",
     "check_close",
     "check_true",
     "no_answer",
@@ -183,15 +185,26 @@ class Mistake:
         return self.value() if callable(self.value) else self.value
 
 
-_REGISTRY: dict[str, "Exercise | Choice"] = {}
-#: Every exercise of the book, by its label in the notebook (``ex-chNN-...``).
-REGISTRY = _REGISTRY
+#: The chapter modules that hold exercises (``iemlib.book.exercises.<name>``), in book order.
+CHAPTER_MODULES: tuple[str, ...] = tuple(f"ch{k:02d}" for k in range(1, 11))
 
 
-def register(ex: "Exercise | Choice") -> "Exercise | Choice":
-    """Add ``ex`` to :data:`REGISTRY` (keyed by its label) and return it."""
-    _REGISTRY[ex.label] = ex
-    return ex
+def registry() -> dict[str, "Exercise | Choice | Custom"]:
+    """Every exercise of the book, by its label in the notebook (``ex-chNN-...``), in book order.
+
+    Imports each module of :data:`CHAPTER_MODULES` and reads its ``EXERCISES``; a label used twice
+    raises ``ValueError``.
+    """
+    import importlib
+
+    out: dict[str, Exercise | Choice | Custom] = {}
+    for name in CHAPTER_MODULES:
+        mod = importlib.import_module(f"{__name__}.{name}")
+        for ex in mod.EXERCISES:
+            if ex.label in out:
+                raise ValueError(f"exercise label {ex.label!r} is used twice")
+            out[ex.label] = ex
+    return out
 
 
 def _closeness(a: np.ndarray, e: np.ndarray) -> str:

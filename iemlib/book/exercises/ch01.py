@@ -12,8 +12,7 @@ import numpy as np
 
 from . import (
     MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_UNITS, FLIPPED_SIGN, NOT_CLOSE,
-    Custom, Exercise, Feedback, Mistake, _to_numpy, register,
-)
+    Custom, Exercise, Feedback, Mistake, _to_numpy, )
 
 __all__ = [
     "EX1_GRAD",
@@ -38,7 +37,7 @@ EX3_R = np.array([0.5, 0.25, 0.25])
 #: Exercise 4: the loss gradient (equivalently, the responsibilities) the reader designs distances for.
 EX4_TARGET = np.array([0.7, 0.2, 0.1])
 
-_EX1 = register(Exercise(
+_EX1 = Exercise(
     label="ex-ch01-resp-from-grad", name="check_responsibilities_from_gradient",
     what="Responsibilities from the gradient",
     expected=lambda: EX1_GRAD * EX1_GRAD.shape[0],
@@ -55,9 +54,9 @@ _EX1 = register(Exercise(
     ),
     success="Every row sums to one: the backward pass delivered the E-step.",
     secrets=("2 * EX1_GRAD", "EX1_GRAD * 2", "0.5, 0.3, 0.2"),
-))
+)
 
-_EX2 = register(Exercise(
+_EX2 = Exercise(
     label="ex-ch01-em-rate", name="check_em_learning_rate",
     what="Learning rate that makes the gradient step an EM step",
     expected=lambda: EX2_N * EX2_SIGMA**2 / EX2_NJ,
@@ -76,9 +75,9 @@ _EX2 = register(Exercise(
     ),
     rtol=1e-9, success="With that step size, gradient descent lands exactly on the M-step mean.",
     secrets=("0.75", "N sigma^2 / N_j", "N * sigma"),
-))
+)
 
-_EX3 = register(Exercise(
+_EX3 = Exercise(
     label="ex-ch01-entropy", name="check_entropy",
     what="Entropy of the responsibilities",
     expected=lambda: float(-(EX3_R * np.log(EX3_R)).sum()),
@@ -99,7 +98,7 @@ _EX3 = register(Exercise(
     ),
     success="Between 0 (hard assignment) and log 3 (no preference).",
     secrets=("1.040", "1.5 log 2", "1.5*log(2)"),
-))
+)
 
 
 def _loss_grad_of(d: np.ndarray) -> np.ndarray:
@@ -132,7 +131,7 @@ def _grade_designed(answer: Any) -> Feedback:
     return Feedback(False, f"{what}: the loss gradient they give is not the target.", NOT_CLOSE)
 
 
-_EX4 = register(Custom(
+_EX4 = Custom(
     label="ex-ch01-design", name="check_designed_distances",
     what="Your distances", grade=_grade_designed,
     hints=(
@@ -144,7 +143,7 @@ _EX4 = register(Custom(
     wrong=lambda: [(np.log(EX4_TARGET), FLIPPED_SIGN), (EX4_TARGET.copy(), WRONG_QUANTITY)],
     secrets=("-log(EX4_TARGET)", "-np.log"),
     placeholder="three distances", kind="design",
-))
+)
 
 
 def check_responsibilities_from_gradient(answer: Any, hint: int = 0) -> Feedback:
@@ -165,3 +164,6 @@ def check_entropy(answer: Any, hint: int = 0) -> Feedback:
 def check_designed_distances(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 4 (design): three distances whose loss gradient is ``EX4_TARGET``; any shift works."""
     return _EX4.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4)

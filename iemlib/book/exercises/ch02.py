@@ -12,8 +12,7 @@ import numpy as np
 
 from . import (
     FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, TRANSPOSED, WRONG_QUANTITY, WRONG_SHAPE, WRONG_TYPE,
-    Custom, Exercise, Feedback, Mistake, _to_numpy, register,
-)
+    Custom, Exercise, Feedback, Mistake, _to_numpy, )
 
 __all__ = [
     "EXERCISE_MEAN",
@@ -99,7 +98,7 @@ def _unit_wrong() -> list[tuple[Any, str]]:
     ]
 
 
-_EX1 = register(Custom(
+_EX1 = Custom(
     label="ex-ch02-unit", name="check_principal_unit", what="Your unit (W, b)", grade=_grade_unit,
     hints=(
         "The direction of largest variance is an eigenvector of the covariance. How far, in standard deviations, "
@@ -110,7 +109,7 @@ _EX1 = register(Custom(
     ),
     example=_expected_unit, wrong=_unit_wrong,
     secrets=("sqrt(lambda)", "-W @ mean", "V[:, -1]", "lam[-1]"), placeholder="a pair (W, b)", kind="compute",
-))
+)
 
 
 def _r() -> np.ndarray:
@@ -118,7 +117,7 @@ def _r() -> np.ndarray:
     return e / e.sum()
 
 
-_EX2 = register(Exercise(
+_EX2 = Exercise(
     label="ex-ch02-grad", name="check_lse_gradient", what="Your gradient dL/dd",
     expected=lambda: -_r(),
     mistakes=(
@@ -135,7 +134,7 @@ _EX2 = register(Exercise(
     ),
     success="It is minus the responsibilities: Theorem 1.",
     secrets=("-np.exp(-EXERCISE_D) /", "minus the responsibilities"),
-))
+)
 
 
 def _means() -> np.ndarray:
@@ -143,7 +142,7 @@ def _means() -> np.ndarray:
     return (resp.T @ X) / resp.sum(0)[:, None]
 
 
-_EX3 = register(Exercise(
+_EX3 = Exercise(
     label="ex-ch02-mstep", name="check_em_means", what="Your M-step means",
     expected=_means,
     mistakes=(
@@ -164,7 +163,7 @@ _EX3 = register(Exercise(
     rtol=1e-8,
     success="Each mean is pulled towards the points its component is responsible for.",
     secrets=("resp.T @ X", "resp.sum(0)[:, None]"),
-))
+)
 
 
 def _sym_means() -> np.ndarray:
@@ -172,7 +171,7 @@ def _sym_means() -> np.ndarray:
     return np.tile(X.mean(0), (2, 1))
 
 
-_EX4 = register(Exercise(
+_EX4 = Exercise(
     label="ex-ch02-symmetric", name="check_symmetric_means", what="Your prediction of the M-step means",
     expected=_sym_means,
     mistakes=(
@@ -189,7 +188,7 @@ _EX4 = register(Exercise(
     success="Both means land on the data mean: the components are identical, so the next E-step gives 1/2 again. "
             "EM never leaves a perfectly symmetric start; chapter 4 shows what breaks the tie.",
     secrets=("X.mean(0)", "data mean", "plain average"), kind="predict",
-))
+)
 
 
 def check_principal_unit(answer: Any, hint: int = 0) -> Feedback:
@@ -214,3 +213,6 @@ def check_symmetric_means(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 4 (predict): the M-step means (2, 2) for the points of :func:`em_exercise_data`
     when every responsibility is 1/2."""
     return _EX4.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4)

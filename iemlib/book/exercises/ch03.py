@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, register
+from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake
 
 __all__ = [
     "EX1_D",
@@ -38,7 +38,7 @@ def _softmax_neg(d: Any) -> np.ndarray:
     return e / e.sum()
 
 
-_EX1 = register(Exercise(
+_EX1 = Exercise(
     label="ex-ch03-loss-gradient", name="check_loss_gradient", what="Gradient of the loss -L",
     expected=lambda: _softmax_neg(EX1_D),
     mistakes=(
@@ -54,14 +54,14 @@ _EX1 = register(Exercise(
     ),
     success="Gradient descent on -L moves each d_j down by a step proportional to r_j.",
     secrets=("4/7", "0.571", "2/7"),
-))
+)
 
 
 def _ce_expected() -> np.ndarray:
     return np.eye(len(EX2_D))[EX2_Y] - _softmax_neg(EX2_D)
 
 
-_EX2 = register(Exercise(
+_EX2 = Exercise(
     label="ex-ch03-cross-entropy", name="check_cross_entropy_gradient", what="Cross-entropy gradient with respect to d",
     expected=_ce_expected,
     mistakes=(
@@ -80,14 +80,14 @@ _EX2 = register(Exercise(
     ),
     success="The correct class's distance has a positive gradient (descent pulls it in), the others negative (pushed away).",
     secrets=("0.755", "onehot(y) - r", "np.eye"),
-))
+)
 
 
 def _temp_expected() -> np.ndarray:
     return -_softmax_neg(np.asarray(EX3_D) / EX3_TAU)
 
 
-_EX3 = register(Exercise(
+_EX3 = Exercise(
     label="ex-ch03-temperature", name="check_temperature_gradient", what="Gradient of L_tau",
     expected=_temp_expected,
     mistakes=(
@@ -106,7 +106,7 @@ _EX3 = register(Exercise(
     ),
     success="A lower temperature sharpens the responsibilities; the identity keeps its form.",
     secrets=("-0.867", "softmax(-d / tau)", "responsibilities of d / tau"),
-))
+)
 
 
 def _limit() -> np.ndarray:
@@ -114,7 +114,7 @@ def _limit() -> np.ndarray:
     return -(d == d.min()).astype(np.float64)
 
 
-_EX4 = register(Exercise(
+_EX4 = Exercise(
     label="ex-ch03-zero-temperature", name="check_zero_temperature_limit",
     what="Your predicted limit of dL_tau/dd as tau -> 0",
     expected=_limit,
@@ -132,7 +132,7 @@ _EX4 = register(Exercise(
     success="The zero-temperature limit is hard assignment: L_tau tends to -min_j d_j, the k-means objective, and "
             "its gradient to a one-hot E-step.",
     secrets=("one-hot", "-min_j d_j", "k-means"), kind="predict",
-))
+)
 
 
 def check_loss_gradient(answer: Any, hint: int = 0) -> Feedback:
@@ -155,3 +155,6 @@ def check_temperature_gradient(answer: Any, hint: int = 0) -> Feedback:
 def check_zero_temperature_limit(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 4 (predict): the limit of ``dL_tau/dd`` at ``EX3_D`` as ``tau -> 0``, shape (3,)."""
     return _EX4.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4)

@@ -12,8 +12,7 @@ import numpy as np
 
 from . import (
     FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_FINITE, WRONG_QUANTITY, WRONG_SHAPE,
-    Custom, Exercise, Feedback, Mistake, _to_numpy, register,
-)
+    Custom, Exercise, Feedback, Mistake, _to_numpy, )
 
 __all__ = [
     "EXERCISE_D",
@@ -66,7 +65,7 @@ def _loss_r() -> np.ndarray:
     return np.exp(-EXERCISE_D) / np.exp(-EXERCISE_D).sum()
 
 
-_EX1 = register(Exercise(
+_EX1 = Exercise(
     label="ex-ch04-sign", name="check_loss_gradient", what="Your gradient of the loss",
     expected=_loss_r,
     mistakes=(
@@ -82,9 +81,9 @@ _EX1 = register(Exercise(
     ),
     success="It is +r: the loss's gradient is the responsibilities themselves.",
     secrets=("+r_j", "exp(-d_j) / sum"),
-))
+)
 
-_EX2 = register(Exercise(
+_EX2 = Exercise(
     label="ex-ch04-bridge", name="check_bridge_step", what="Your preconditioned step",
     expected=_bridge_expected,
     mistakes=(
@@ -102,7 +101,7 @@ _EX2 = register(Exercise(
     ),
     success="It lands on the EM mean update, as Xu & Jordan's bridge says.", rtol=1e-10, atol=1e-12,
     secrets=("sum_i r_ij x_i / N_j", "r.T @ X"),
-))
+)
 
 # Exercise 3: two 1-D means of a mixture with unit variances and equal weights, fitted to three
 # clusters; EM and gradient ascent from the reader's start.
@@ -179,7 +178,7 @@ def _grade_optima(answer: Any) -> Feedback:
                     "same optimum")
 
 
-_EX3 = register(Custom(
+_EX3 = Custom(
     label="ex-ch04-basins", name="check_different_optima", what="Your start", grade=_grade_optima,
     hints=(
         "Starts deep inside a basin lead both methods to the same optimum. Where are the boundaries between basins?",
@@ -191,7 +190,7 @@ _EX3 = register(Custom(
     example=lambda: np.array([-0.6, -0.8]),
     wrong=lambda: [(np.array([-4.0, 3.5]), "same optimum"), (np.array([1.0, 2.0, 3.0]), WRONG_SHAPE)],
     secrets=("-0.6, -0.8", "[-0.6", "-1.2 and 0.4"), placeholder="two starting means", kind="explore",
-))
+)
 
 
 def check_loss_gradient(answer: Any, hint: int = 0) -> Feedback:
@@ -210,3 +209,6 @@ def check_different_optima(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 3 (explore): two starting means from which EM and gradient ascent, run on
     :func:`basin_data` by :func:`run_em_and_gd`, reach different optima."""
     return _EX3.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from iemlib.legacy.attention import PARAM_NAMES, closed_form_backward, init_params
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED, WRONG_QUANTITY, Choice, Exercise, Feedback, Mistake, register
+from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED, WRONG_QUANTITY, Choice, Exercise, Feedback, Mistake
 
 __all__ = [
     "exercise_problem",
@@ -55,7 +55,7 @@ def _a_B() -> tuple[np.ndarray, np.ndarray]:
     return st["alpha"], st["B"]
 
 
-_EX1 = register(Exercise(
+_EX1 = Exercise(
     label="ex-ch05-advantage", name="check_score_gradient", what="dL/ds (gradient of the loss with respect to the scores)",
     expected=lambda: _state()["dL_ds"],
     mistakes=(
@@ -75,9 +75,9 @@ _EX1 = register(Exercise(
     ),
     rtol=1e-8, atol=1e-12, success="Each row sums to zero: softmax ignores a common shift of the scores.",
     secrets=("(a * B).sum(1", "keepdims=True"),
-))
+)
 
-_EX2 = register(Choice(
+_EX2 = Choice(
     label="ex-ch05-direction", name="check_score_direction",
     what="Your answer", options=("above", "below"), correct="below",
     wrong={"above": "follow the sign: the step is s_ij - lr * dL/ds_ij. What is the sign of dL/ds_ij when "
@@ -90,14 +90,14 @@ _EX2 = register(Choice(
     ),
     success="Descent moves s_ij by -lr * alpha_ij * (b_ij - E[b]): up where b_ij < E[b]. b_ij = dL/dalpha_ij, "
             "so a low b_ij is a value that lowers the loss.",
-))
+)
 
 
 def _wv_expected() -> np.ndarray:
     return _state()["W_V"]
 
 
-_EX3 = register(Exercise(
+_EX3 = Exercise(
     label="ex-ch05-wv", name="check_value_projection_gradient", what="The gradient of the loss with respect to W_V",
     expected=_wv_expected,
     mistakes=(
@@ -112,7 +112,7 @@ _EX3 = register(Exercise(
     ),
     rtol=1e-8, atol=1e-12, success="Input x_j enters weighted by the attention column sum_i alpha_ij u_i.",
     secrets=("u.T @ alpha @ x", 'ex["u"].T @ ex["alpha"]'),
-))
+)
 
 
 def _realized() -> np.ndarray:
@@ -120,7 +120,7 @@ def _realized() -> np.ndarray:
     return pb["x"] @ (-pb["lr"] * _state()["W_V"]).T
 
 
-_EX4 = register(Exercise(
+_EX4 = Exercise(
     label="ex-ch05-realized", name="check_realized_value_update", what="The realized value update Delta v_j = Delta W_V x_j",
     expected=_realized,
     mistakes=(
@@ -137,9 +137,9 @@ _EX4 = register(Exercise(
     ),
     rtol=1e-8, atol=1e-12, success="It differs from the paper's -lr * sum_i alpha_ij u_i: the prototype is W_V.",
     secrets=("x @ (-lr", '(-ex["lr"] * gW).T'),
-))
+)
 
-_EX5 = register(Choice(
+_EX5 = Choice(
     label="ex-ch05-control", name="check_control_design",
     what="Your control", options=("equal-norm", "more-steps", "larger-lr", "more-seeds"), correct="equal-norm",
     wrong={
@@ -158,7 +158,7 @@ _EX5 = register(Choice(
     success="With every input at the same norm, geometry can no longer differ between positions; what is left of "
             "the correlation between usage and realized update is due to usage.",
     kind="design",
-))
+)
 
 
 def check_score_gradient(answer: Any, hint: int = 0) -> Feedback:
@@ -188,3 +188,6 @@ def check_control_design(answer: Any, hint: int = 0) -> Feedback:
     cause of a value's large realized update: ``"equal-norm"``, ``"more-steps"``, ``"larger-lr"``
     or ``"more-seeds"``?"""
     return _EX5.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4, _EX5)

@@ -15,8 +15,7 @@ import numpy as np
 from iemlib.legacy.objectives import responsibilities
 from . import (
     FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_TYPE,
-    Custom, Exercise, Feedback, Mistake, _to_numpy, register,
-)
+    Custom, Exercise, Feedback, Mistake, _to_numpy, )
 
 __all__ = ["check_distance_gradient", "check_wrong_push_total", "check_linear_step", "check_largest_push"]
 
@@ -62,7 +61,7 @@ def _distance_exercise(z: Any, y: Any) -> Exercise:
     )
 
 
-register(_distance_exercise(EX1_Z, EX1_Y))
+_EX1 = _distance_exercise(EX1_Z, EX1_Y)
 
 
 def _push_exercise(r_y: float) -> Exercise:
@@ -87,7 +86,7 @@ def _push_exercise(r_y: float) -> Exercise:
     )
 
 
-register(_push_exercise(0.7))
+_EX2 = _push_exercise(0.7)
 
 
 def _step_exercise(x: Any, z: Any, y: int, lr: float) -> Exercise:
@@ -119,7 +118,7 @@ def _step_exercise(x: Any, z: Any, y: int, lr: float) -> Exercise:
     )
 
 
-register(_step_exercise(EX3_X, EX3_Z, EX3_Y, EX3_LR))
+_EX3 = _step_exercise(EX3_X, EX3_Z, EX3_Y, EX3_LR)
 
 
 def _largest_push_custom(z: Any, y: int) -> Custom:
@@ -158,7 +157,7 @@ def _largest_push_custom(z: Any, y: int) -> Custom:
     )
 
 
-register(_largest_push_custom(EX3_Z, EX3_Y))
+_EX4 = _largest_push_custom(EX3_Z, EX3_Y)
 
 
 def check_distance_gradient(answer: Any, z: Any = EX1_Z, y: Any = EX1_Y, hint: int = 0) -> Feedback:
@@ -187,3 +186,8 @@ def check_largest_push(answer: Any, z: Any = EX3_Z, y: int = EX3_Y, hint: int = 
     """Exercise 6.4 (predict): the index of the wrong class whose distance one descent step on this
     sample (logits ``z``, label ``y``) increases the most, predicted before computing the step."""
     return _largest_push_custom(z, y).check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4)

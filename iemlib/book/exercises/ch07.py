@@ -13,8 +13,7 @@ import numpy as np
 
 from . import (
     FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, WRONG_TYPE,
-    Custom, Exercise, Feedback, Mistake, register,
-)
+    Custom, Exercise, Feedback, Mistake, )
 
 __all__ = [
     "EXERCISE_D",
@@ -36,7 +35,7 @@ def _r() -> np.ndarray:
     return np.exp(-d) / np.exp(-d).sum()
 
 
-_EX1 = register(Exercise(
+_EX1 = Exercise(
     label="ex-ch07-coupling", name="check_lse_coupling", what="The coupling d g_0 / d d_1 of the loss -L",
     expected=lambda: _r()[0] * _r()[1],
     mistakes=(
@@ -52,14 +51,14 @@ _EX1 = register(Exercise(
     ),
     success="It is r_0 r_1 > 0: moving component 1 away raises component 0's share, and its gradient.",
     secrets=("r_0 r_1", "r[0] * r[1]", "0.181"),
-))
+)
 
 
 def _corr_grad(d: float) -> float:
     return (2 * d / EX4_SIGMA**2) * math.exp(-(d**2) / EX4_SIGMA**2)
 
 
-_EX2 = register(Exercise(
+_EX2 = Exercise(
     label="ex-ch07-far", name="check_correntropy_far_gradient", what="The correntropy gradient at d = 4, sigma = sqrt(2)",
     expected=lambda: _corr_grad(4.0),
     mistakes=(
@@ -75,7 +74,7 @@ _EX2 = register(Exercise(
     ),
     rtol=1e-4, success="About 1e-3: a point four kernel widths away barely moves its prototype.",
     secrets=("4 e^{-8}", "1.3e-3", "1.34e-03", "(2d / sigma^2)"),
-))
+)
 
 
 def _grade_set(answer: Any) -> Feedback:
@@ -98,7 +97,7 @@ def _grade_set(answer: Any) -> Feedback:
                     "included an uncoupled objective")
 
 
-_EX3 = register(Custom(
+_EX3 = Custom(
     label="ex-ch07-which", name="check_coupled_objectives", what="Your set of coupled objectives", grade=_grade_set,
     hints=(
         "A loss of the form sum_j f(d_j) has gradient entries f'(d_j): does entry j depend on d_k?",
@@ -109,9 +108,9 @@ _EX3 = register(Custom(
     wrong=lambda: [({"sigmoid"}, "missed a coupled objective"), ({"lse", "correntropy"}, "included an uncoupled objective"),
                    ("lse", WRONG_TYPE)],
     placeholder='a set of names such as {"sigmoid"}', kind="predict",
-))
+)
 
-_EX4 = register(Exercise(
+_EX4 = Exercise(
     label="ex-ch07-peak", name="check_correntropy_peak", what="The distance of the strongest correntropy pull",
     expected=lambda: EX4_SIGMA / math.sqrt(2.0),
     mistakes=(
@@ -126,7 +125,7 @@ _EX4 = register(Exercise(
     ),
     success="Beyond it, the farther the point, the weaker its pull: the opposite of log-sum-exp, whose pull grows with distance.",
     secrets=("sigma / sqrt(2)", "1 - 2 d^2"), kind="explore",
-))
+)
 
 
 def check_lse_coupling(answer: Any, hint: int = 0) -> Feedback:
@@ -148,3 +147,6 @@ def check_correntropy_peak(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 4 (explore): the distance at which the correntropy loss ``1 - exp(-d^2/sigma^2)``,
     ``sigma = EX4_SIGMA``, pulls hardest (its gradient with respect to ``d`` is largest)."""
     return _EX4.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4)

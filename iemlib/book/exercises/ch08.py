@@ -13,8 +13,7 @@ import numpy as np
 from iemlib.legacy.markov import entropy_rate, sticky_transition_matrix
 from . import (
     FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED, WRONG_QUANTITY, Choice, Exercise, Feedback, Mistake,
-    register,
-)
+    )
 
 __all__ = [
     "EX1_STAY",
@@ -48,7 +47,7 @@ def _paper_rate(stay: float) -> float:
     return float(entropy_rate(sticky_transition_matrix(8, stay)))
 
 
-_EX1 = register(Exercise(
+_EX1 = Exercise(
     label="ex-ch08-entropy", name="check_entropy_rate", what="Entropy rate at stay_prob = 0.5",
     expected=lambda: _paper_rate(EX1_STAY),
     mistakes=(
@@ -64,14 +63,14 @@ _EX1 = register(Exercise(
     ),
     success="Stickier chain, smaller entropy: the next symbol is easier to predict.",
     secrets=("entropy_rate(sticky_transition_matrix(8, EX1_STAY))",),
-))
+)
 
 
 def _public_diag(s: float = 0.3) -> float:
     return s + (1 - s) * s / (s + 2 * (1 + 1 / 2 + 1 / 3) + 1 / 4)
 
 
-_EX2 = register(Exercise(
+_EX2 = Exercise(
     label="ex-ch08-diagonal", name="check_public_diagonal", what="Public-code self-transition probability",
     expected=_public_diag,
     mistakes=(
@@ -91,14 +90,14 @@ _EX2 = register(Exercise(
     ),
     success="The diagonal gains (1 - s) s / (s + sum 1/d), which is why the minimum entropy drops to 1.8292.",
     secrets=("0.3498", "0.3 + 0.7 * 0.3 /"),
-))
+)
 
 
 def _value_update() -> np.ndarray:
     return -EX3_ETA * EX3_ALPHA.T @ EX3_U
 
 
-_EX3 = register(Exercise(
+_EX3 = Exercise(
     label="ex-ch08-mstep", name="check_value_update", what="The M-like value update",
     expected=_value_update,
     mistakes=(
@@ -115,9 +114,9 @@ _EX3 = register(Exercise(
     ),
     success="The last value is used only by the last query, so it moves along -u_3 alone.",
     secrets=("EX3_ALPHA.T @ EX3_U",),
-))
+)
 
-_EX4 = register(Exercise(
+_EX4 = Exercise(
     label="ex-ch08-lr", name="check_equivalent_lr", what="Learning rate",
     expected=lambda: 0.1,
     mistakes=(
@@ -133,9 +132,9 @@ _EX4 = register(Exercise(
     success="With v_j = W_V x_j the closed-form value step is the gradient step on W_V, so the public 'EM-like' schedule "
             "is SGD with a ten times larger rate on W_V.",
     secrets=("0.1",),
-))
+)
 
-_EX5 = register(Choice(
+_EX5 = Choice(
     label="ex-ch08-predict-lr", name="check_lr_prediction",
     what="Your prediction", options=("lower", "higher", "same"), correct="lower",
     wrong={
@@ -153,7 +152,7 @@ _EX5 = register(Choice(
     success="A larger step helps while training is far from the minimum and stable. That is also why comparing "
             "schedules at unmatched learning rates says little about the schedules.",
     kind="predict",
-))
+)
 
 
 def _train_inputs(seed: int):
@@ -168,7 +167,7 @@ def _kappa(seed: int) -> float:
     return float(effective_step_scale(_train_inputs(seed)))
 
 
-_EX6 = register(Exercise(
+_EX6 = Exercise(
     label="ex-ch08-kappa", name="check_step_scale", what="Matched step scale kappa for seed EX6_SEED",
     expected=lambda: _kappa(EX6_SEED),
     mistakes=(
@@ -190,7 +189,7 @@ _EX6 = register(Exercise(
     success="The gradient map's gain grows with the number of positions; a free value vector sees only its own, which "
             "is why the literal readings barely move at the public step.",
     kind="compute",
-))
+)
 
 def check_entropy_rate(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 1: entropy rate (nats) of the paper-reading chain with stay_prob = 0.5."""
@@ -222,3 +221,6 @@ def check_lr_prediction(answer: Any, hint: int = 0) -> Feedback:
 def check_step_scale(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 6 (chapter 8b): kappa = tr(X X^T) / d_x for the training inputs of seed ``EX6_SEED``."""
     return _EX6.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4, _EX5, _EX6)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, Exercise, Feedback, Mistake, register
+from . import FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, Exercise, Feedback, Mistake
 
 __all__ = [
     "COLLAPSE_SETTING",
@@ -36,7 +36,7 @@ def _max_softmax(z: np.ndarray) -> float:
     return float((p / p.sum()).max())
 
 
-_EX1 = register(Exercise(
+_EX1 = Exercise(
     label="ex-ch09-bound", name="check_objective_bound",
     what="The upper bound of the objective without the volume term (K = 3)",
     expected=lambda: math.log(3.0),
@@ -53,9 +53,9 @@ _EX1 = register(Exercise(
     ),
     success="log K, reached only as every distance goes to 0: the scales must grow without bound.",
     secrets=("log K", "1.0986", "log 3"),
-))
+)
 
-_EX2 = register(Exercise(
+_EX2 = Exercise(
     label="ex-ch09-rate", name="check_collapse_rate", what="The per-step decrease of log sigma",
     expected=lambda: COLLAPSE_SETTING["lr"] * COLLAPSE_SETTING["D"] / COLLAPSE_SETTING["N"],
     mistakes=(
@@ -73,9 +73,9 @@ _EX2 = register(Exercise(
     ),
     success="Constant: log sigma falls linearly, sigma geometrically, and nothing in the gradient stops it.",
     secrets=("lr * D / N", "0.002375", "0.00237"),
-))
+)
 
-_EX3 = register(Exercise(
+_EX3 = Exercise(
     label="ex-ch09-conf", name="check_scaled_confidence", what="The max-softmax confidence of 10 z",
     expected=lambda: _max_softmax(10.0 * np.asarray(EXERCISE_LOGITS)),
     mistakes=(
@@ -92,7 +92,7 @@ _EX3 = register(Exercise(
     ),
     success="Above 0.9999: scaling an input of a linear model scales its logits, and softmax grows as sure as you like.",
     secrets=("0.99995", "1 / (1 + e^{-10}"),
-))
+)
 
 
 def _smallest_scale() -> float:
@@ -104,7 +104,7 @@ def _smallest_scale() -> float:
     return hi
 
 
-_EX4 = register(Exercise(
+_EX4 = Exercise(
     label="ex-ch09-scale", name="check_confidence_scale",
     what="The smallest scale factor that reaches confidence 0.999",
     expected=_smallest_scale,
@@ -119,7 +119,7 @@ _EX4 = register(Exercise(
     ),
     success="A modest factor is enough: confidence on an amplified input says nothing about how familiar it is.",
     secrets=(), kind="explore",
-))
+)
 
 
 def check_objective_bound(answer: Any, hint: int = 0) -> Feedback:
@@ -141,3 +141,6 @@ def check_confidence_scale(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 4 (explore): the smallest ``c > 0`` with ``max softmax(c z) >= EX4_TARGET`` for
     ``z = EXERCISE_LOGITS`` (to 0.1 %)."""
     return _EX4.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4)

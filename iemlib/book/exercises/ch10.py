@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from iemlib.legacy.objectives import responsibilities
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, _to_numpy, register
+from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, _to_numpy
 
 __all__ = [
     "EX1_D",
@@ -67,7 +67,7 @@ def _soft_exercise(d: Any, q: Any) -> Exercise:
     )
 
 
-register(_soft_exercise(EX1_D, EX1_Q))
+_EX1 = _soft_exercise(EX1_D, EX1_Q)
 
 
 def _noise_exercise(rho: float, K: int) -> Exercise:
@@ -92,7 +92,7 @@ def _noise_exercise(rho: float, K: int) -> Exercise:
     )
 
 
-register(_noise_exercise(0.2, 10))
+_EX2 = _noise_exercise(0.2, 10)
 
 
 def _reject_expected(d: np.ndarray, t: float) -> np.ndarray:
@@ -126,7 +126,7 @@ def _reject_exercise(d_known: Any, tau: float) -> Exercise:
     )
 
 
-register(_reject_exercise(EX3_D, EX3_TAU))
+_EX3 = _reject_exercise(EX3_D, EX3_TAU)
 
 
 def _entropy_rows(rr: np.ndarray) -> np.ndarray:
@@ -155,7 +155,7 @@ def _effective_exercise(r: Any) -> Exercise:
     )
 
 
-register(_effective_exercise(EX4_R))
+_EX4 = _effective_exercise(EX4_R)
 
 
 def _largest_tau() -> float:
@@ -163,7 +163,7 @@ def _largest_tau() -> float:
     return float(-(-d.min() + np.log(np.exp(-(d - d.min())).sum())))
 
 
-_EX5 = register(Exercise(
+_EX5 = Exercise(
     label="ex-ch10-tau", name="check_largest_rejecting_tau",
     what="The largest tau at which the second input is rejected",
     expected=_largest_tau,
@@ -181,7 +181,7 @@ _EX5 = register(Exercise(
     success="Below it the input is rejected. It lies under the smallest distance: an input close to several classes "
             "has a high L, and only a reject component closer than all of them together claims it.",
     secrets=("-log sum", "tau = -L"), kind="explore",
-))
+)
 
 
 def check_soft_gradient(answer: Any, d: Any = EX1_D, q: Any = EX1_Q, hint: int = 0) -> Feedback:
@@ -208,3 +208,8 @@ def check_largest_rejecting_tau(answer: Any, hint: int = 0) -> Feedback:
     """Exercise 10.5 (explore): the largest reject distance ``tau`` at which the second input of
     ``EX3_D`` is still rejected (``r_0 > 1/2``)."""
     return _EX5.check(answer, hint)
+
+#: This chapter's exercises, in the order the chapter sets them.
+
+#: This chapter's exercises, in the order the chapter sets them.
+EXERCISES = (_EX1, _EX2, _EX3, _EX4, _EX5)
