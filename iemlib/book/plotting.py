@@ -75,8 +75,12 @@ def band(ax, x, runs, *, color: str | None = None, label: str | None = None, ddo
     a = np.asarray(runs.detach().cpu().numpy() if hasattr(runs, "detach") else runs, dtype=float)
     if a.ndim != 2 or a.shape[1] != len(x):
         raise ValueError(f"runs must have shape (n_runs, {len(x)}), got {a.shape}")
-    m = np.nanmean(a, 0)
-    s = np.nanstd(a, 0, ddof=ddof) if a.shape[0] > ddof else np.zeros_like(m)
+    import warnings
+
+    with warnings.catch_warnings():  # a step where every run but one diverged has no sd: no band there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = np.nanmean(a, 0)
+        s = np.nan_to_num(np.nanstd(a, 0, ddof=ddof)) if a.shape[0] > ddof else np.zeros_like(m)
     (line,) = ax.plot(x, m, color=color, label=label, **plot_kwargs)
     ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=alpha, lw=0)
     return line
@@ -103,8 +107,7 @@ def heatmap(ax, values, *, row_labels=None, col_labels=None, labels=None, cmap: 
     M = np.asarray(values, dtype=float)
     if M.ndim != 2:
         raise ValueError(f"values must be a 2-D array, got shape {M.shape}")
-    cm = mpl.colormaps[cmap].copy() if isinstance(cmap, str) else cmap.copy()
-    cm.set_bad("0.75")
+    cm = (mpl.colormaps[cmap] if isinstance(cmap, str) else cmap).with_extremes(bad="0.75")
     im = ax.imshow(np.ma.masked_invalid(M), cmap=cm, vmin=vmin, vmax=vmax, **imshow_kwargs)
     for (i, j), v in np.ndenumerate(M):
         txt = labels[i][j] if labels is not None else ("—" if not np.isfinite(v) else f"{v:.3f}")
