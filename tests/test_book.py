@@ -199,3 +199,18 @@ def test_notation_and_instructor_pages_are_in_the_book():
     # Every chapter appears in the guide's outcome and timing tables.
     for nb in NOTEBOOKS:
         assert f"<{nb.stem}>" in guide, nb.stem
+
+
+def test_chapters_are_numbered_as_their_files():
+    """The rendered number of every numbered chapter (Jupyter Book counts the chapters of numbered parts in
+    order) is the number its file name starts with; companions (08b) and appendices sit in unnumbered parts."""
+    k = 0
+    for part in TOC["parts"]:
+        for ch in part["chapters"]:
+            name = Path(ch["file"]).name
+            if part.get("numbered"):
+                k += 1
+                assert re.fullmatch(rf"{k:02d}_[a-z_]+", name), f"{name} renders as chapter {k}"
+            else:
+                assert not re.fullmatch(r"\d\d_[a-z_]+", name), f"{name} is a numbered chapter in an unnumbered part"
+    assert k == 10
