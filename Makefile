@@ -58,7 +58,9 @@ mathjax:
 	  || npm install --silent --no-audit --no-fund --prefix $(MATHJAX_CACHE) mathjax@3 \
 	  || echo "make mathjax: npm could not fetch mathjax@3; the book will load MathJax from the CDN"
 
+# No printed line wider than the page (code lines: tests/test_book.py).
 html: setup mathjax
+	$(PY) tools/nbtools.py widths $(STAGE)/chapters
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . -W -n --keep-going
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 

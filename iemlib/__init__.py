@@ -28,5 +28,5 @@ Modules, one concept each:
 
 from .legacy.objectives import lse, lse_gradient, responsibilities
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["lse", "lse_gradient", "responsibilities", "__version__"]

@@ -49,17 +49,23 @@ def test_repository_url_is_set_once_and_launch_buttons_derive_from_it():
         assert m.group(1) == owner_repo, f"README names {m.group(1)}, _config.yml names {owner_repo}"
 
 
-def test_setup_cell_is_derived_from_the_repository_url():
-    url = nbtools.repository_url()
-    src = nbtools.setup_source(url)
-    assert f"git+{url}" in src
+def test_setup_cell_is_derived_from_the_repository_url_and_pins_the_release():
+    url, ref = nbtools.repository_url(), nbtools.iemlib_ref()
+    src = nbtools.setup_source(url, ref)
+    assert f"git+{url}@{ref}" in src
     assert "%pip install" in src
+    # The pin is the release of this very version of the package: one version string, in iemlib.
+    import iemlib
+
+    assert ref == f"v{iemlib.__version__}", (ref, iemlib.__version__)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and 'version = {attr = "iemlib.__version__"}' in pyproject
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_stripped_and_in_sync(path):
     nb = json.loads(path.read_text())
-    assert nbtools.problems(nb, nbtools.repository_url()) == []
+    assert nbtools.problems(nb, nbtools.repository_url(), nbtools.iemlib_ref()) == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -214,3 +220,26 @@ def test_chapters_are_numbered_as_their_files():
             else:
                 assert not re.fullmatch(r"\d\d_[a-z_]+", name), f"{name} is a numbered chapter in an unnumbered part"
     assert k == 10
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_code_line_is_wider_than_the_page(path):
+    """The rendered page shows nbtools.MAX_WIDTH characters of code; a longer line is clipped. (Printed lines are
+    checked on the executed notebooks by `make html`: `tools/nbtools.py widths`.)"""
+    nb = json.loads(path.read_text())
+    wide = [w for w in nbtools.wide_lines(nb) if "code line" in w]
+    assert not wide, "\n".join(wide[:10]) + (f"\n... {len(wide)} in all" if len(wide) > 10 else "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_bookkeeping_is_folded(path):
+    """Code that draws a figure is bookkeeping: its cell carries hide-input (the reader can unfold it), and the
+    chapter keeps no torch.set_num_threads call (iemlib.runtime.single_threaded is the one thread rule)."""
+    nb = json.loads(path.read_text())
+    for c in nb["cells"]:
+        if c["cell_type"] != "code":
+            continue
+        tags = c.get("metadata", {}).get("tags", [])
+        if c.get("metadata", {}).get("mystnb", {}).get("figure") is not None:
+            assert "hide-input" in tags, f"figure cell {c.get('id')} is not folded (tag hide-input)"
+        assert "set_num_threads" not in _src(c), f"cell {c.get('id')} sets torch's thread count"

@@ -4,10 +4,14 @@
     python tools/nbtools.py sync  chapters   # rewrite every setup cell from _config.yml
     python tools/nbtools.py strip chapters   # drop outputs, execution counts, widget state
     python tools/nbtools.py check chapters   # exit 1 if a notebook is unstripped or out of sync
+    python tools/nbtools.py widths _stage/chapters   # exit 1 if a code or printed line is too wide
 
-The repository URL lives once, in ``_config.yml`` (``repository.url``). Every notebook's
-first code cell (tagged ``setup`` and ``hide-output``) installs iemlib from that URL when it
-is missing (Colab, Binder); ``sync`` regenerates that cell, ``tests/test_book.py`` checks it.
+The repository URL lives once, in ``_config.yml`` (``repository.url``), and so does the version of
+iemlib the chapters are written for (``iemlib_ref``: a release tag, which the release process sets,
+never a moving branch). Every notebook's first code cell (tagged ``setup`` and ``hide-output``)
+installs iemlib at that tag from that URL when it is missing (Colab, Binder), so that a page opened
+from a release runs the library of that release; ``sync`` regenerates that cell,
+``tests/test_book.py`` checks it.
 """
 
 from __future__ import annotations
@@ -28,15 +32,24 @@ def repository_url(config: Path = ROOT / "_config.yml") -> str:
     return str(cfg["repository"]["url"]).rstrip("/")
 
 
-def setup_source(url: str) -> str:
-    """The setup cell every notebook starts its code with, derived from ``url``."""
+def iemlib_ref(config: Path = ROOT / "_config.yml") -> str:
+    """The tag (or commit) of this repository whose iemlib the setup cells install."""
+    cfg = yaml.safe_load(config.read_text())
+    ref = str(cfg.get("iemlib_ref", "")).strip()
+    if not ref or ref in {"main", "master", "HEAD"}:
+        raise ValueError(f"_config.yml: iemlib_ref must name a release tag or a commit, got {ref!r}")
+    return ref
+
+
+def setup_source(url: str, ref: str) -> str:
+    """The setup cell every notebook starts its code with, derived from ``url`` and ``ref``."""
     return (
-        "# Setup: use the installed iemlib, or install it from the book's repository\n"
-        "# (on Colab or Binder this takes about a minute the first time).\n"
+        "# Setup: use the installed iemlib, or install the version this book was written for\n"
+        "# from its repository (on Colab or Binder this takes about a minute the first time).\n"
         "try:\n"
         "    import iemlib\n"
         "except ImportError:\n"
-        f'    %pip install --quiet "iemlib @ git+{url}"\n'
+        f'    %pip install --quiet "iemlib @ git+{url}@{ref}"\n'
         "    import iemlib"
     )
 
@@ -65,9 +78,9 @@ def strip(nb: dict) -> dict:
     return nb
 
 
-def sync(nb: dict, url: str) -> dict:
+def sync(nb: dict, url: str, ref: str) -> dict:
     cell = setup_cell(nb)
-    src = setup_source(url)
+    src = setup_source(url, ref)
     if cell is None:
         first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
         cell = {"cell_type": "code", "execution_count": None, "id": "setup", "metadata": {}, "outputs": [], "source": ""}
@@ -84,7 +97,7 @@ def sync(nb: dict, url: str) -> dict:
     return nb
 
 
-def problems(nb: dict, url: str) -> list[str]:
+def problems(nb: dict, url: str, ref: str) -> list[str]:
     out = []
     if "widgets" in nb.get("metadata", {}):
         out.append("widget state in metadata")
@@ -95,10 +108,46 @@ def problems(nb: dict, url: str) -> list[str]:
         out.append("no setup cell tagged 'setup'")
     else:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        if src != setup_source(url):
+        if src != setup_source(url, ref):
             out.append("setup cell differs from the one derived from _config.yml (run make sync)")
         if "hide-output" not in cell.get("metadata", {}).get("tags", []):
             out.append("setup cell not tagged hide-output")
+    return out
+
+
+#: The widest code or printed line the rendered page shows without clipping (characters).
+MAX_WIDTH = 88
+
+
+def _lines(text: str | list[str]) -> list[str]:
+    return ("".join(text) if isinstance(text, list) else text).split("\n")
+
+
+def wide_lines(nb: dict, limit: int = MAX_WIDTH) -> list[str]:
+    """Code lines, and lines a cell prints (stdout, plain-text results, errors), wider than ``limit``.
+
+    Markdown results (tables) are left out: the page renders them as tables, not as fixed-width
+    text. Each entry names the cell (its id) and the line's start.
+    """
+    out = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        cid = cell.get("id", "?")
+        for ln in _lines(cell["source"]):
+            if len(ln) > limit:
+                out.append(f"cell {cid}: code line of {len(ln)} characters: {ln[:60]!r}")
+        for o in cell.get("outputs", []):
+            texts = []
+            if o.get("output_type") == "stream" and o.get("name") == "stdout":
+                texts = _lines(o.get("text", ""))
+            elif o.get("output_type") in ("execute_result", "display_data"):
+                data = o.get("data", {})
+                if "text/plain" in data and not ({"text/markdown", "text/html", "image/png"} & set(data)):
+                    texts = _lines(data["text/plain"])
+            for ln in texts:
+                if len(ln) > limit:
+                    out.append(f"cell {cid}: printed line of {len(ln)} characters: {ln[:60]!r}")
     return out
 
 
@@ -107,21 +156,26 @@ def _write(path: Path, nb: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in {"sync", "strip", "check"}:
+    if len(argv) < 2 or argv[0] not in {"sync", "strip", "check", "widths"}:
         print(__doc__)
         return 2
     cmd, paths = argv[0], argv[1:]
-    url = repository_url()
+    url, ref = repository_url(), iemlib_ref()
     bad = 0
     for path in notebooks(paths):
         nb = json.loads(path.read_text())
+        if cmd == "widths":
+            for p in wide_lines(nb):
+                print(f"{path}: {p}")
+                bad += 1
+            continue
         if cmd == "check":
-            for p in problems(nb, url):
+            for p in problems(nb, url, ref):
                 print(f"{path}: {p}")
                 bad += 1
             continue
         if cmd == "sync":
-            nb = sync(nb, url)
+            nb = sync(nb, url, ref)
         _write(path, strip(nb))
     return 1 if bad else 0
 
