@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator
 
 import torch
@@ -22,19 +23,32 @@ from threadpoolctl import threadpool_limits
 
 __all__ = ["single_threaded", "resolve_device"]
 
+_state = threading.local()  # how deep in single_threaded() blocks this thread is
+
 
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Run the block with one torch thread and one BLAS thread; restore both afterwards.
 
-    Nested use is cheap and safe (the inner block finds one thread already and restores one).
+    Nested use costs nothing: an inner block finds the limits set and leaves them to the outer one
+    (threadpoolctl's scan of the loaded libraries, about a millisecond, runs once per outermost block).
     """
+    depth = getattr(_state, "depth", 0)
+    if depth:
+        _state.depth = depth + 1
+        try:
+            yield
+        finally:
+            _state.depth = depth
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    _state.depth = 1
     try:
         with threadpool_limits(limits=1, user_api="blas"):
             yield
     finally:
+        _state.depth = 0
         torch.set_num_threads(before)
 
 
