@@ -22,7 +22,92 @@ import torch
 # Isotropic clusters, outliers, multi-label tasks (chapters 1, 3, 7, 9)
 # ------------------------------------------------------------------------------------------------
 
-# (prototypes section: make_clusters, make_clusters_with_outliers)
+from typing import Any  # noqa: E402  (imports of this section kept in it, so that the sections merge cleanly)
+
+from ._validation import as_float_array, check_int, check_positive  # noqa: E402
+
+#: The three well-separated cluster centres of chapters 7, 9 and 10.
+CLUSTER_MEANS: tuple[tuple[float, float], ...] = ((-3.0, 0.0), (3.0, 0.0), (0.0, 4.5))
+
+
+def make_clusters(
+    n_per_component: int | Any = 150,
+    means: Any = None,
+    std: float = 0.8,
+    random_state: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Isotropic Gaussian clusters ``N(mean_j, std^2 I)``, drawn from one seed.
+
+    Parameters
+    ----------
+    n_per_component : int, or a sequence of ints (one per mean)
+        Cluster sizes.
+    means : array (K, D), optional
+        Cluster centres; default :data:`CLUSTER_MEANS`, three well-separated clusters in the plane.
+    std : float > 0
+        Standard deviation of every coordinate.
+    random_state : int >= 0
+        Seed of the draw (``torch.Generator``): the same arguments give the same points.
+    dtype : torch dtype
+
+    Returns
+    -------
+    ``(x, labels, means)``: points (N, D) cluster after cluster, their cluster indices (N,)
+    (int64), and the centres (K, D) as a tensor of ``dtype``.
+    """
+    s = check_positive(std, "std")
+    seed = check_int(random_state, "random_state", minimum=0)
+    m = torch.as_tensor(np.asarray(as_float_array(CLUSTER_MEANS if means is None else means, "means", ndim=2)), dtype=dtype)
+    if isinstance(n_per_component, (list, tuple, np.ndarray)):
+        sizes = [check_int(n, "n_per_component", minimum=1) for n in n_per_component]
+        if len(sizes) != m.shape[0]:
+            raise ValueError(f"n_per_component must give {m.shape[0]} sizes, one per mean, got {len(sizes)}")
+    else:
+        sizes = [check_int(n_per_component, "n_per_component", minimum=1)] * m.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([mj + s * torch.randn(n, m.shape[1], generator=g, dtype=dtype) for mj, n in zip(m, sizes)])
+    labels = torch.repeat_interleave(torch.arange(m.shape[0]), torch.as_tensor(sizes))
+    return x, labels, m
+
+
+def make_clusters_with_outliers(
+    n_per_component: int | Any = 150,
+    outlier_fraction: float = 0.1,
+    box: float = 12.0,
+    std: float = 0.8,
+    random_state: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The clusters of :func:`make_clusters` plus outliers drawn uniformly from ``[-box, box]^D``.
+
+    Parameters
+    ----------
+    n_per_component : int or sequence of ints
+        Cluster sizes (:func:`make_clusters`, default centres).
+    outlier_fraction : float in [0, 1)
+        The fraction of the *final* data set that is outliers.
+    box : float > 0
+        Half-width of the box the outliers are drawn from.
+    std : float > 0
+        Standard deviation of the clusters.
+    random_state : int >= 0
+        Seed: the clusters are drawn with it, the outliers with ``random_state + 1``.
+
+    Returns
+    -------
+    ``(x, is_outlier, means)``: the points (N, D) float64, clusters first and outliers last, a
+    boolean mask (N,), and the cluster centres (K, D).
+    """
+    frac = check_positive(outlier_fraction, "outlier_fraction", allow_zero=True)
+    if frac >= 1.0:
+        raise ValueError(f"outlier_fraction must be in [0, 1), got {outlier_fraction!r}")
+    bx = check_positive(box, "box")
+    x, _, means = make_clusters(n_per_component, std=std, random_state=random_state)
+    n_out = int(round(frac * len(x) / (1.0 - frac)))
+    g = torch.Generator().manual_seed(check_int(random_state, "random_state") + 1)
+    out = (2.0 * torch.rand(n_out, x.shape[1], generator=g, dtype=x.dtype) - 1.0) * bx
+    is_out = torch.cat([torch.zeros(len(x), dtype=torch.bool), torch.ones(n_out, dtype=torch.bool)])
+    return torch.cat([x, out]), is_out, means
 
 
 # ------------------------------------------------------------------------------------------------
