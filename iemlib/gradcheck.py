@@ -167,6 +167,61 @@ def _default_step(fx: float) -> float:
     return float((3.0 * np.finfo(np.float64).eps * max(1.0, abs(fx))) ** (1.0 / 3.0))
 
 
+def _check_identity_args(f, closed_form, x, n_coords, n_directions, seed, fd_step, name):
+    if not callable(f):
+        raise ValueError(f"f must be callable, got {type(f).__name__}")
+    if not callable(closed_form):
+        raise ValueError(f"closed_form must be callable, got {type(closed_form).__name__}")
+    x = as_float_array(x, "x", allow_sequence=False)
+    if not is_torch(x):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if x.dtype not in _DTYPES:
+        raise ValueError(f"x must be float32 or float64, got {x.dtype}")
+    n_coords = check_int(n_coords, "n_coords", minimum=0)
+    n_directions = check_int(n_directions, "n_directions", minimum=0)
+    seed = check_int(seed, "random_state", minimum=0)
+    if fd_step is not None:
+        fd_step = check_positive(fd_step, "fd_step")
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a string, got {name!r}")
+    return x, n_coords, n_directions, seed, fd_step
+
+
+def _finite_difference_errors(
+    f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, c64: np.ndarray, fd_step: float | None,
+    n_coords: int, n_directions: int, seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """|FD - closed form| on ``n_coords`` random coordinates and along ``n_directions`` random unit
+    directions, central differences in float64; returns (coords, their errors, direction errors, step)."""
+    x64 = x.to(torch.float64)
+    flat = x64.reshape(-1)
+    with torch.no_grad():
+        fx = float(f(x64))
+    h = fd_step if fd_step is not None else _default_step(fx)
+    rng = np.random.default_rng(seed)
+    n = flat.numel()
+    coords = np.sort(rng.choice(n, size=min(n_coords, n), replace=False)) if n_coords else np.zeros(0, dtype=np.int64)
+    coord_err = np.empty(coords.size)
+    with torch.no_grad():
+        for m, k in enumerate(coords):
+            e = torch.zeros_like(flat)
+            xk = float(flat[k])
+            hk = (xk + h) - xk  # the step actually taken (exactly representable)
+            e[k] = hk
+            fp = float(f((flat + e).reshape(x.shape)))
+            fm = float(f((flat - e).reshape(x.shape)))
+            coord_err[m] = abs((fp - fm) / (2 * hk) - c64[k])
+        dir_err = np.empty(n_directions)
+        for m in range(n_directions):
+            v = rng.standard_normal(n)
+            v /= np.linalg.norm(v)
+            vt = torch.from_numpy(v)
+            fp = float(f((flat + h * vt).reshape(x.shape)))
+            fm = float(f((flat - h * vt).reshape(x.shape)))
+            dir_err[m] = abs((fp - fm) / (2 * h) - float(np.dot(c64, v)))
+    return coords, coord_err, dir_err, h
+
+
 def check_gradient_identity(
     f: Callable[[torch.Tensor], torch.Tensor],
     closed_form: Callable[[torch.Tensor], ArrayLike],
@@ -176,7 +231,7 @@ def check_gradient_identity(
     n_coords: int = 32,
     n_directions: int = 8,
     fd_step: float | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     name: str = "",
 ) -> IdentityCheck:
     """Check that the gradient of the scalar ``f`` at ``x`` equals ``closed_form(x)``, three ways.
@@ -197,29 +252,14 @@ def check_gradient_identity(
         unit directions probed by central finite differences.
     fd_step : float > 0, optional
         Finite-difference step; by default ``(3 eps64 max(1, |f(x)|))^(1/3)``.
-    seed : int
+    random_state : int >= 0
         Seeds the choice of coordinates and directions.
 
     Returns
     -------
     IdentityCheck
     """
-    if not callable(f):
-        raise ValueError(f"f must be callable, got {type(f).__name__}")
-    if not callable(closed_form):
-        raise ValueError(f"closed_form must be callable, got {type(closed_form).__name__}")
-    x = as_float_array(x, "x", allow_sequence=False)
-    if not is_torch(x):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if x.dtype not in _DTYPES:
-        raise ValueError(f"x must be float32 or float64, got {x.dtype}")
-    n_coords = check_int(n_coords, "n_coords", minimum=0)
-    n_directions = check_int(n_directions, "n_directions", minimum=0)
-    seed = check_int(seed, "seed", minimum=0)
-    if fd_step is not None:
-        fd_step = check_positive(fd_step, "fd_step")
-    if not isinstance(name, str):
-        raise ValueError(f"name must be a string, got {name!r}")
+    x, n_coords, n_directions, seed, fd_step = _check_identity_args(f, closed_form, x, n_coords, n_directions, random_state, fd_step, name)
     t = _DTYPES[x.dtype]
     eps = float(np.finfo(t).eps)
     x = x.detach()
@@ -250,33 +290,8 @@ def check_gradient_identity(
         ar_eps = cr_eps = np.zeros(0)
 
     # 3. central finite differences in float64 at the same point
-    x64 = x.to(torch.float64)
-    flat = x64.reshape(-1)
-    with torch.no_grad():
-        fx = float(f(x64))
-    h = fd_step if fd_step is not None else _default_step(fx)
-    rng = np.random.default_rng(seed)
-    n = flat.numel()
-    coords = np.sort(rng.choice(n, size=min(n_coords, n), replace=False)) if n_coords else np.zeros(0, dtype=np.int64)
-    c64 = c_np.astype(np.float64)
-    coord_err = np.empty(coords.size)
-    with torch.no_grad():
-        for m, k in enumerate(coords):
-            e = torch.zeros_like(flat)
-            xk = float(flat[k])
-            hk = (xk + h) - xk  # the step actually taken (exactly representable)
-            e[k] = hk
-            fp = float(f((flat + e).reshape(x.shape)))
-            fm = float(f((flat - e).reshape(x.shape)))
-            coord_err[m] = abs((fp - fm) / (2 * hk) - c64[k])
-        dir_err = np.empty(n_directions)
-        for m in range(n_directions):
-            v = rng.standard_normal(n)
-            v /= np.linalg.norm(v)
-            vt = torch.from_numpy(v)
-            fp = float(f((flat + h * vt).reshape(x.shape)))
-            fm = float(f((flat - h * vt).reshape(x.shape)))
-            dir_err[m] = abs((fp - fm) / (2 * h) - float(np.dot(c64, v)))
+    coords, coord_err, dir_err, h = _finite_difference_errors(f, x, c_np.astype(np.float64), fd_step, n_coords, n_directions, seed)
+    n = x.numel()
 
     note = (
         f"autograd vs closed form on all {n} coordinates in {np.dtype(t).name}; central finite differences "

@@ -80,6 +80,50 @@ def _embed(P: dict[str, torch.Tensor], X: torch.Tensor, norm: str) -> torch.Tens
     return f
 
 
+def _energies(f: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    return ((f[:, :, None, :] - mu[:, None, :, :]) ** 2).sum(-1) / 2.0
+
+
+def _record(out: dict[str, list], t: int, L: torch.Tensor, P: dict[str, torch.Tensor], Xte: torch.Tensor,
+            yte: np.ndarray, norm: str, K: int) -> None:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    with torch.no_grad():
+        fe = _embed(P, Xte, norm)
+        e = _energies(fe, P["mu"])
+        r = torch.softmax(-e, -1)
+        spread = ((fe - fe.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).sqrt()
+        lab = r.argmax(-1).numpy()
+        out["step"].append(t)
+        out["objective"].append(L.detach().numpy().copy())
+        out["entropy"].append(responsibility_entropy(r) / math.log(K))
+        out["spread"].append(spread.numpy())
+        out["mean_distance"].append(e.mean((1, 2)).numpy())
+        out["nmi"].append(np.array([normalized_mutual_info_score(yte[s_], lab[s_]) for s_ in range(len(lab))]))
+
+
+def _check_embedding_args(X_train, X_test, y_test, norm, n_components, hidden, dim, lr, n_steps, record_at, random_state):
+    if norm not in EMBEDDING_NORMS:
+        raise ValueError(f"norm must be one of {EMBEDDING_NORMS}, got {norm!r}")
+    Xtr = as_tensor(X_train, "X_train", ndim=3).detach()
+    Xte = as_tensor(X_test, "X_test", ndim=3).detach().to(Xtr.dtype)
+    if Xte.shape[0] != Xtr.shape[0] or Xte.shape[2] != Xtr.shape[2]:
+        raise ValueError(f"X_test must have shape ({Xtr.shape[0]}, M, {Xtr.shape[2]}) like X_train, got {tuple(Xte.shape)}")
+    yte = np.asarray(y_test.detach().cpu() if isinstance(y_test, torch.Tensor) else y_test)
+    if yte.shape != tuple(Xte.shape[:2]) or not np.issubdtype(yte.dtype, np.integer):
+        raise ValueError(f"y_test must hold integer classes of shape {tuple(Xte.shape[:2])}, got {yte.shape} of {yte.dtype}")
+    K = check_int(n_components, "n_components", minimum=2)
+    H = check_int(hidden, "hidden", minimum=1)
+    m = check_int(dim, "dim", minimum=1)
+    eta = check_positive(lr, "lr")
+    n = check_int(n_steps, "n_steps", minimum=1)
+    seed = check_int(random_state, "random_state", minimum=0)
+    rec = sorted({check_int(int(t), "record_at", minimum=0) for t in np.atleast_1d(record_at if record_at is not None else (0, n))})
+    if rec[-1] > n:
+        raise ValueError(f"record_at must not exceed n_steps={n}, got {rec[-1]}")
+    return Xtr, Xte, yte, K, H, m, eta, n, seed, rec
+
+
 def fit_embedding_mixture(
     X_train: Any,
     X_test: Any,
@@ -115,26 +159,8 @@ def fit_embedding_mixture(
     -------
     EmbeddingFit
     """
-    from sklearn.metrics import normalized_mutual_info_score
-
-    if norm not in EMBEDDING_NORMS:
-        raise ValueError(f"norm must be one of {EMBEDDING_NORMS}, got {norm!r}")
-    Xtr = as_tensor(X_train, "X_train", ndim=3).detach()
-    Xte = as_tensor(X_test, "X_test", ndim=3).detach().to(Xtr.dtype)
-    if Xte.shape[0] != Xtr.shape[0] or Xte.shape[2] != Xtr.shape[2]:
-        raise ValueError(f"X_test must have shape ({Xtr.shape[0]}, M, {Xtr.shape[2]}) like X_train, got {tuple(Xte.shape)}")
-    yte = np.asarray(y_test.detach().cpu() if isinstance(y_test, torch.Tensor) else y_test)
-    if yte.shape != tuple(Xte.shape[:2]) or not np.issubdtype(yte.dtype, np.integer):
-        raise ValueError(f"y_test must hold integer classes of shape {tuple(Xte.shape[:2])}, got {yte.shape} of {yte.dtype}")
-    K = check_int(n_components, "n_components", minimum=2)
-    H = check_int(hidden, "hidden", minimum=1)
-    m = check_int(dim, "dim", minimum=1)
-    eta = check_positive(lr, "lr")
-    n = check_int(n_steps, "n_steps", minimum=1)
-    seed = check_int(random_state, "random_state", minimum=0)
-    rec = sorted({check_int(int(t), "record_at", minimum=0) for t in np.atleast_1d(record_at if record_at is not None else (0, n))})
-    if rec[-1] > n:
-        raise ValueError(f"record_at must not exceed n_steps={n}, got {rec[-1]}")
+    Xtr, Xte, yte, K, H, m, eta, n, seed, rec = _check_embedding_args(
+        X_train, X_test, y_test, norm, n_components, hidden, dim, lr, n_steps, record_at, random_state)
     S = Xtr.shape[0]
     P, idx = _init(Xtr, K, H, m, seed)
     with torch.no_grad():
@@ -143,27 +169,12 @@ def fit_embedding_mixture(
     names = ["W1", "b1", "W2", "b2", "mu"] + (["gain", "bias"] if norm == "layernorm-affine" else [])
     for k in names:
         P[k].requires_grad_(True)
-
-    def energies(f: torch.Tensor) -> torch.Tensor:
-        return ((f[:, :, None, :] - P["mu"][:, None, :, :]) ** 2).sum(-1) / 2.0
-
     out: dict[str, list] = {k: [] for k in ("step", "objective", "entropy", "spread", "mean_distance", "nmi")}
     with single_threaded():
         for t in range(n + 1):
-            L = torch.logsumexp(-energies(_embed(P, Xtr, norm)), -1).mean(-1)  # (S,)
+            L = torch.logsumexp(-_energies(_embed(P, Xtr, norm), P["mu"]), -1).mean(-1)  # (S,)
             if t in rec:
-                with torch.no_grad():
-                    fe = _embed(P, Xte, norm)
-                    e = energies(fe)
-                    r = torch.softmax(-e, -1)
-                    spread = ((fe - fe.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).sqrt()
-                    lab = r.argmax(-1).numpy()
-                    out["step"].append(t)
-                    out["objective"].append(L.detach().numpy().copy())
-                    out["entropy"].append(responsibility_entropy(r) / math.log(K))
-                    out["spread"].append(spread.numpy())
-                    out["mean_distance"].append(e.mean((1, 2)).numpy())
-                    out["nmi"].append(np.array([normalized_mutual_info_score(yte[s_], lab[s_]) for s_ in range(S)]))
+                _record(out, t, L, P, Xte, yte, norm, K)
             if t == n:
                 break
             grads = torch.autograd.grad(-L.sum(), [P[k] for k in names])
