@@ -113,18 +113,8 @@ def lse(d: ArrayLike, dim: int = -1) -> ArrayLike:
 def responsibilities(d: ArrayLike, dim: int = -1) -> ArrayLike:
     """Responsibilities ``r_j = exp(-d_j) / sum_k exp(-d_k)`` (softmax of ``-d``).
 
-    Non-negative, summing to one along ``dim``; stable for any finite ``d``.
-
-    Parameters
-    ----------
-    d : numpy array or torch tensor, floating point, finite, non-empty
-        Distances; the components run along ``dim``.
-    dim : int
-        Axis of the components.
-
-    Returns
-    -------
-    Same kind and shape as ``d``.
+    Non-negative, summing to one along ``dim``; stable for any finite ``d``. Parameters as
+    :func:`lse`; returns the kind and shape of ``d``.
     """
     d = as_float_array(d, "d", min_ndim=1)
     ax = check_dim(d, dim)
@@ -532,15 +522,7 @@ def max_off_diagonal(J: Any) -> float:
 
 
 def _check_alpha(alpha: Any) -> float:
-    if isinstance(alpha, bool):
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}") from exc
-    if not math.isfinite(a):
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
-    return a
+    return float(as_float_array(alpha, "alpha", ndim=0))
 
 
 def power_objective(d: Any, alpha: float = 0.0) -> torch.Tensor:

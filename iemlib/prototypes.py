@@ -937,16 +937,8 @@ def _check_es(x, means, sigma, smoothing, random_state, chunk):
             check_int(random_state, "random_state", minimum=0), check_int(chunk, "chunk", minimum=1))
 
 
-def es_gradient(
-    x: Any,
-    means: Any,
-    *,
-    sigma: float = 1.0,
-    smoothing: float = 0.1,
-    n_samples: Any = 100,
-    random_state: int = 0,
-    chunk: int = 2048,
-) -> np.ndarray:
+def es_gradient(x: Any, means: Any, *, sigma: float = 1.0, smoothing: float = 0.1, n_samples: Any = 100,
+                random_state: int = 0, chunk: int = 2048) -> np.ndarray:
     """Antithetic Gaussian evolution-strategy estimate of the gradient of :func:`prototype_loss`.
 
     ``g = (1 / (2 n s)) sum_k eps_k [loss(mu + s eps_k) - loss(mu - s eps_k)]`` with ``eps_k`` iid
@@ -990,16 +982,8 @@ def es_gradient(
     return out[0] if one else out
 
 
-def smoothed_gradient(
-    x: Any,
-    means: Any,
-    *,
-    sigma: float = 1.0,
-    smoothing: float = 0.1,
-    n_samples: int = 10_000,
-    random_state: int = 0,
-    chunk: int = 2048,
-) -> np.ndarray:
+def smoothed_gradient(x: Any, means: Any, *, sigma: float = 1.0, smoothing: float = 0.1, n_samples: int = 10_000,
+                      random_state: int = 0, chunk: int = 2048) -> np.ndarray:
     """Monte-Carlo estimate of the gradient of the smoothed loss, ``E_eps[grad loss(mu + s eps)]``,
     from closed-form (responsibility-weighted) gradients at ``n_samples`` perturbed points
     (antithetic pairs). :func:`es_gradient` has the same expectation.

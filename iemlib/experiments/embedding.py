@@ -124,20 +124,9 @@ def _check_embedding_args(X_train, X_test, y_test, norm, n_components, hidden, d
     return Xtr, Xte, yte, K, H, m, eta, n, seed, rec
 
 
-def fit_embedding_mixture(
-    X_train: Any,
-    X_test: Any,
-    y_test: Any,
-    norm: str = "none",
-    *,
-    n_components: int = 10,
-    hidden: int = 32,
-    dim: int = 8,
-    lr: float = 0.1,
-    n_steps: int = 300,
-    record_at: Any = None,
-    random_state: int = 0,
-) -> EmbeddingFit:
+def fit_embedding_mixture(X_train: Any, X_test: Any, y_test: Any, norm: str = "none", *, n_components: int = 10,
+                          hidden: int = 32, dim: int = 8, lr: float = 0.1, n_steps: int = 300, record_at: Any = None,
+                          random_state: int = 0) -> EmbeddingFit:
     """Unsupervised implicit EM through an MLP embedding and ``K`` prototypes, no volume term.
 
     Parameters
