@@ -95,6 +95,10 @@ def errors_in_ulps(a: ArrayLike, reference: ArrayLike, dtype: Any) -> np.ndarray
     return (np.abs(a_.astype(np.longdouble) - r_.astype(np.longdouble)) / ulp).astype(np.float64)
 
 
+def _peak(a: np.ndarray) -> float:
+    return float(a.max(initial=0.0))
+
+
 @dataclass(frozen=True)
 class IdentityCheck:
     """The outcome of :func:`check_gradient_identity`. Per-element arrays are float64 numpy,
@@ -119,33 +123,18 @@ class IdentityCheck:
     fd_step: float
     method_note: str = field(default="", repr=False)
 
-    @property
-    def max_abs_error(self) -> float:
-        """Largest |autograd - closed form| over all coordinates (absolute)."""
-        return float(self.autograd_vs_closed_eps.max(initial=0.0) * self.eps)
-
-    @property
-    def max_error_eps(self) -> float:
-        """Largest |autograd - closed form| in units of eps of the dtype."""
-        return float(self.autograd_vs_closed_eps.max(initial=0.0))
-
-    @property
-    def max_error_ulps(self) -> float:
-        """Largest |autograd - closed form| in ulps of the closed form."""
-        return float(self.autograd_vs_closed_ulps.max(initial=0.0))
-
-    @property
-    def max_autograd_ref_eps(self) -> float:
-        return float(self.autograd_vs_reference_eps.max(initial=0.0))
-
-    @property
-    def max_closed_ref_eps(self) -> float:
-        return float(self.closed_vs_reference_eps.max(initial=0.0))
-
-    @property
-    def fd_max_abs_error(self) -> float:
-        """Largest finite-difference discrepancy, coordinates and directions together (absolute)."""
-        return float(max(self.fd_coord_abs_error.max(initial=0.0), self.fd_direction_abs_error.max(initial=0.0)))
+    max_abs_error = property(lambda self: float(self.autograd_vs_closed_eps.max(initial=0.0) * self.eps),
+                             doc="Largest |autograd - closed form| over all coordinates (absolute).")
+    max_error_eps = property(lambda self: _peak(self.autograd_vs_closed_eps),
+                             doc="Largest |autograd - closed form| in units of eps of the dtype.")
+    max_error_ulps = property(lambda self: _peak(self.autograd_vs_closed_ulps),
+                              doc="Largest |autograd - closed form| in ulps of the closed form.")
+    max_autograd_ref_eps = property(lambda self: _peak(self.autograd_vs_reference_eps),
+                                    doc="Largest |autograd - reference| in units of eps (0 without a reference).")
+    max_closed_ref_eps = property(lambda self: _peak(self.closed_vs_reference_eps),
+                                  doc="Largest |closed form - reference| in units of eps (0 without a reference).")
+    fd_max_abs_error = property(lambda self: max(_peak(self.fd_coord_abs_error), _peak(self.fd_direction_abs_error)),
+                                doc="Largest finite-difference discrepancy, coordinates and directions together (absolute).")
 
     def summary(self) -> dict[str, Any]:
         """The scalar results as a flat dict (one table row)."""

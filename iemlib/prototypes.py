@@ -929,6 +929,13 @@ def _perturbations(shape: tuple[int, ...], n: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, *shape)))
 
 
+def _antithetic(m: torch.Tensor, eps: torch.Tensor, sm: float, chunk: int):
+    """Chunks of antithetic perturbations: (start, eps, mu + s eps, mu - s eps)."""
+    for a in range(0, eps.shape[0], chunk):
+        e = eps[a : a + chunk]
+        yield a, e, m + sm * e, m - sm * e
+
+
 def _check_es(x, means, sigma, smoothing, random_state, chunk):
     x, m = _check_points_means(x, means)
     if x.ndim != 2 or m.ndim != 2:
@@ -970,12 +977,10 @@ def es_gradient(x: Any, means: Any, *, sigma: float = 1.0, smoothing: float = 0.
     n = max(sizes)
     eps = _perturbations(tuple(m.shape), n, seed)
     contrib = torch.empty_like(eps)
-    xb = x[None]
     with single_threaded():
-        for a in range(0, n, ch):
-            e = eps[a : a + ch]
-            lp = -torch.logsumexp(-_distances(xb, m + sm * e, s), dim=-1).mean(-1)
-            lm = -torch.logsumexp(-_distances(xb, m - sm * e, s), dim=-1).mean(-1)
+        for a, e, plus, minus in _antithetic(m, eps, sm, ch):
+            lp = -torch.logsumexp(-_distances(x[None], plus, s), dim=-1).mean(-1)
+            lm = -torch.logsumexp(-_distances(x[None], minus, s), dim=-1).mean(-1)
             contrib[a : a + ch] = (lp - lm)[:, None, None] * e / (2.0 * sm)
         csum = contrib.cumsum(0)
     out = np.stack([(csum[k - 1] / k).numpy() for k in sizes])
@@ -994,13 +999,10 @@ def smoothed_gradient(x: Any, means: Any, *, sigma: float = 1.0, smoothing: floa
     """
     x, m, s, sm, seed, ch = _check_es(x, means, sigma, smoothing, random_state, chunk)
     n = check_int(n_samples, "n_samples", minimum=1)
-    eps = _perturbations(tuple(m.shape), n, seed)
     total = torch.zeros_like(m)
-    xb = x[None]
     with single_threaded():
-        for a in range(0, n, ch):
-            e = eps[a : a + ch]
-            total += _closed_form_gradient(xb, m + sm * e, s, "lse").sum(0) + _closed_form_gradient(xb, m - sm * e, s, "lse").sum(0)
+        for _, _, plus, minus in _antithetic(m, _perturbations(tuple(m.shape), n, seed), sm, ch):
+            total += _closed_form_gradient(x[None], plus, s, "lse").sum(0) + _closed_form_gradient(x[None], minus, s, "lse").sum(0)
     return (total / (2.0 * n)).numpy()
 
 
