@@ -115,8 +115,8 @@ class PrototypeFit:
         taken from that record (at the last record: the step that would follow).
     responsibilities : (T, [B,] N, K) ``softmax(-d)`` of the current distances; with a background
         component (T, [B,] N, K + 1), background first. Only with ``record_responsibilities``.
-    distance_gradient : (T, [B,] N, K) ``d loss / d d_ij`` read off the backward pass (autograd
-        runs without a background, with ``record_responsibilities``): ``N`` times it is ``r`` for
+    distance_gradient : (T, [B,] N, K) ``d loss / d d_ij`` read off the backward pass (runs by
+        autograd without a background, with ``record_responsibilities``; per run for a batch): ``N`` times it is ``r`` for
         the log-sum-exp loss (Theorem 1). ``d`` is the distance the log-sum-exp takes (for learned
         scales: the scaled distance, minus the volume term when there is one).
     entropy : (T, [B]) mean responsibility entropy of ``responsibilities`` in nats (``log K`` =
@@ -211,9 +211,8 @@ def _fit_autograd_single(x, mu, objective, s, lr, rec):
             mu = mu - lr * g_mu
 
 
-def _batch_loss(objective: str, x: torch.Tensor, mu: torch.Tensor, s: float) -> torch.Tensor:
-    """Mean per-sample loss of every run in energies: x (S or 1, N, D), mu (S, K, D) -> (S,)."""
-    e = _distances(x, mu, s)
+def _batch_loss(objective: str, e: torch.Tensor) -> torch.Tensor:
+    """Mean per-sample loss of every run from its energies e (S, N, K) -> (S,)."""
     if objective == "lse":
         return -torch.logsumexp(-e, -1).mean(-1)
     if objective == "sqrt":
@@ -229,13 +228,17 @@ def _fit_autograd_batch(x, mu, objective, s, lr, rec):
     """B runs (B, K, D) at once by autograd of the summed per-run losses (block-diagonal gradient)."""
     mu = mu.clone().requires_grad_(True)
     for t in range(rec.n + 1):
-        per_run = _batch_loss(objective, x, mu, s)
-        (g,) = torch.autograd.grad(per_run.sum(), mu)
+        e = _distances(x, mu, s)
+        per_run = _batch_loss(objective, e)
+        if rec.record_r:
+            g_e, g = torch.autograd.grad(per_run.sum(), [e, mu])
+        else:
+            (g,) = torch.autograd.grad(per_run.sum(), mu)
         if rec.due(t):
             lv = per_run.detach()
             rec.add(steps=t, means=mu.detach(), loss=lv, objective_value=-lv, step_norms=(lr * g).norm(dim=-1))
             if rec.record_r:
-                rec.add(responsibilities=torch.softmax(-_distances(x, mu.detach(), s), dim=-1))
+                rec.add(responsibilities=torch.softmax(-e.detach(), dim=-1), distance_gradient=g_e)
         if t < rec.n:
             with torch.no_grad():
                 mu -= lr * g
@@ -693,6 +696,10 @@ class CoverageTable:
 
     def counts(self, start: str, objective: str) -> np.ndarray:
         """The covered counts (S,) of one family of starts under one objective."""
+        if start not in self.starts:
+            raise ValueError(f"start must be one of {self.starts}, got {start!r}")
+        if objective not in self.objectives:
+            raise ValueError(f"objective must be one of {self.objectives}, got {objective!r}")
         return self.covered[self.starts.index(start), self.objectives.index(objective)]
 
 
@@ -910,12 +917,13 @@ def trajectory_coupling(objective: str, x: Any, means_path: Any, sigma: float = 
     mo = np.zeros((T_, S))
     sh = np.zeros((T_, S))
     mask = ~torch.eye(K, dtype=torch.bool)
-    for t in range(T_):
-        for s_ in range(S):
-            J = gradient_jacobian_closed_form(objective, _objective_distances(objective, _distances(x, P[t, s_], s)))
-            off = J[:, mask].abs()
-            mo[t, s_] = float(off.sum(1).mean()) if K > 1 else 0.0
-            sh[t, s_] = float((off.amax(1) > 0.01).double().mean()) if K > 1 else 0.0
+    with single_threaded():
+        for t in range(T_):
+            for s_ in range(S):
+                J = gradient_jacobian_closed_form(objective, _objective_distances(objective, _distances(x, P[t, s_], s)))
+                off = J[:, mask].abs()
+                mo[t, s_] = float(off.sum(1).mean()) if K > 1 else 0.0
+                sh[t, s_] = float((off.amax(1) > 0.01).double().mean()) if K > 1 else 0.0
     if single:
         mo, sh = mo[:, 0], sh[:, 0]
     return TrajectoryCoupling(mo, sh)

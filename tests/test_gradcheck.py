@@ -96,8 +96,8 @@ def test_checker_reports_exact_zero_for_identical_computations():
 
 def test_checker_is_deterministic_and_accepts_numpy():
     d = np.random.default_rng(3).normal(size=50)
-    a = check_theorem1(d, seed=5)
-    b = check_theorem1(torch.tensor(d), seed=5)
+    a = check_theorem1(d, random_state=5)
+    b = check_theorem1(torch.tensor(d), random_state=5)
     np.testing.assert_array_equal(a.fd_coords, b.fd_coords)
     np.testing.assert_array_equal(a.fd_direction_abs_error, b.fd_direction_abs_error)
 
@@ -149,8 +149,8 @@ def test_checker_bad_input():
         check_gradient_identity(lse, lse, x, n_directions=1.5)
     with pytest.raises(ValueError, match="fd_step"):
         check_gradient_identity(lse, lse, x, fd_step=0.0)
-    with pytest.raises(ValueError, match="seed"):
-        check_gradient_identity(lse, lse, x, seed=-2)
+    with pytest.raises(ValueError, match="random_state"):
+        check_gradient_identity(lse, lse, x, random_state=-2)
     with pytest.raises(ValueError, match="name"):
         check_gradient_identity(lse, lse, x, name=3)
     with pytest.raises(ValueError, match="^f must return a scalar"):

@@ -729,3 +729,19 @@ def test_volume_term_keeps_the_responsibilities_specialized():
     assert no.scales[-1].min() > 5.0 and no.entropy[-1] / math.log(2) > 0.9  # blur
     assert np.all(np.abs(ld.scales[-1] - 0.8) < 0.15) and ld.entropy[-1] / math.log(2) < 0.2
     assert np.allclose(ld.usage[-1], 0.5, atol=0.02)
+
+
+def test_batched_runs_record_the_distance_gradient(task):
+    x, _, _ = task
+    mu0 = torch.stack([P.initial_prototypes(x, 3, random_state=s) for s in (0, 1)])
+    h = P.fit_prototypes(x, mu0, n_steps=5, record_responsibilities=True)
+    assert h.distance_gradient.shape == (6, 2, len(x), 3)
+    np.testing.assert_allclose(len(x) * h.distance_gradient, h.responsibilities, atol=1e-12)  # r / N per run
+    c = P.fit_prototypes(x, mu0, n_steps=5, record_responsibilities=True, gradient="closed_form")
+    assert c.distance_gradient is None and c.responsibilities.shape == (6, 2, len(x), 3)
+    np.testing.assert_allclose(c.responsibilities, h.responsibilities, atol=1e-12)
+    tab = P.coverage_table(x, x[:3], {"a": mu0}, ("lse",), n_steps=2)
+    with pytest.raises(ValueError, match="start"):
+        tab.counts("b", "lse")
+    with pytest.raises(ValueError, match="objective"):
+        tab.counts("a", "sqrt")
