@@ -109,6 +109,10 @@ def objective_distances(objective: str, x: Any, means: Any, sigma: float = 1.0) 
     ``"sigmoid"``, ``"sqrt"`` and ``"partition"``; the Euclidean distance in units of ``sigma``,
     ``rho = sqrt(2 e)``, for ``"correntropy"`` (whose kernel takes an unsquared distance).
 
+    Parameters
+    ----------
+    objective : one of LOSSES or ``"partition"``; x, means, sigma : as :func:`prototype_distances`
+
     Returns
     -------
     torch tensor (N, K) (or batched, as :func:`prototype_distances`).
@@ -121,13 +125,31 @@ def objective_distances(objective: str, x: Any, means: Any, sigma: float = 1.0) 
 # Affine-absolute and Mahalanobis distances
 # ================================================================================================
 def relu(z: ArrayLike) -> ArrayLike:
-    """Elementwise ``max(z, 0)`` (numpy or torch)."""
+    """Elementwise ``max(z, 0)``.
+
+    Parameters
+    ----------
+    z : array or tensor
+
+    Returns
+    -------
+    The kind and shape of ``z``.
+    """
     z = as_float_array(z, "z")
     return torch.relu(z) if is_torch(z) else np.maximum(z, 0.0)
 
 
 def abs_via_relu(z: ArrayLike) -> ArrayLike:
-    """``|z|`` computed as ``relu(z) + relu(-z)``: two half-space detectors, one per sign."""
+    """``|z|`` computed as ``relu(z) + relu(-z)``: two half-space detectors, one per sign.
+
+    Parameters
+    ----------
+    z : array or tensor
+
+    Returns
+    -------
+    The kind and shape of ``z``.
+    """
     z = as_float_array(z, "z")
     if is_torch(z):
         return torch.relu(z) + torch.relu(-z)
@@ -263,6 +285,10 @@ def _check_gaussian_points(x: Any, mean: Any, cov: Any) -> tuple[ArrayLike, bool
 def principal_distances(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> ArrayLike:
     """``|W_k x + b_k|`` for every principal direction ``k`` of ``N(mean, cov)``.
 
+    Parameters
+    ----------
+    x : (n, D) or (D,) points; mean : (D,); cov : (D, D) symmetric positive definite
+
     Returns
     -------
     (n, D) for (n, D) points ((D,) for one point), the kind of ``x``; the row-wise sum of
@@ -278,6 +304,10 @@ def mahalanobis(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> ArrayLike:
     """Mahalanobis distance ``sqrt((x - mean)^T cov^{-1} (x - mean))`` of each point.
 
     Computed with a Cholesky solve (not an explicit inverse).
+
+    Parameters
+    ----------
+    x : (n, D) or (D,) points; mean : (D,); cov : (D, D) symmetric positive definite
 
     Returns
     -------
@@ -303,6 +333,10 @@ def mahalanobis(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> ArrayLike:
 def mahalanobis_ellipse(mean: ArrayLike, cov: ArrayLike, radius: float = 1.0, n_points: int = 100) -> np.ndarray:
     """Points of the level set ``{x : mahalanobis(x, mean, cov) = radius}`` of a 2-D Gaussian,
     for drawing: ``mean + radius * Sigma^{1/2} u`` for unit vectors ``u``.
+
+    Parameters
+    ----------
+    mean : (2,); cov : (2, 2) symmetric positive definite; radius : float > 0; n_points : int >= 3
 
     Returns
     -------
@@ -332,6 +366,11 @@ def principal_kernel_log_density(x: ArrayLike, mean: ArrayLike, cov: ArrayLike, 
       diamonds (L1 balls) in whitened coordinates, not ellipses.
 
     Either way ``-log density`` is a distance ``d`` for Theorem 1.
+
+    Parameters
+    ----------
+    x : (n, D) or (D,) points; mean : (D,); cov : (D, D) symmetric positive definite;
+    kernel : ``"gaussian"`` or ``"laplace"``
 
     Returns
     -------

@@ -67,8 +67,17 @@ def _np_dtype(dtype: Any) -> type:
 
 
 def errors_in_eps(a: ArrayLike, b: ArrayLike, dtype: Any) -> np.ndarray:
-    """``|a - b| / eps(dtype)`` elementwise (computed in float64 or wider): the absolute error in
-    units of the machine epsilon of ``dtype`` (float32 or float64)."""
+    """``|a - b| / eps(dtype)`` elementwise (computed in extended precision): the absolute error in
+    units of the machine epsilon of ``dtype``.
+
+    Parameters
+    ----------
+    a, b : arrays or tensors of the same shape; dtype : float32 or float64 (numpy or torch)
+
+    Returns
+    -------
+    float64 numpy array of the shape of ``a``.
+    """
     t = _np_dtype(dtype)
     a_ = as_float_array(to_numpy(a), "a", allow_empty=True)
     b_ = as_float_array(to_numpy(b), "b", allow_empty=True)
@@ -83,7 +92,16 @@ def errors_in_ulps(a: ArrayLike, reference: ArrayLike, dtype: Any) -> np.ndarray
     numbers at ``|reference|`` (``reference`` rounded to ``dtype`` first).
 
     Ulps measure *relative* error: for tiny (or subnormal) reference values an absolute error far
-    below eps can still be many ulps. Use :func:`errors_in_eps` for the absolute view."""
+    below eps can still be many ulps. Use :func:`errors_in_eps` for the absolute view.
+
+    Parameters
+    ----------
+    a, reference : arrays or tensors of the same shape; dtype : float32 or float64 (numpy or torch)
+
+    Returns
+    -------
+    float64 numpy array of the shape of ``a``.
+    """
     t = _np_dtype(dtype)
     a_ = as_float_array(to_numpy(a), "a", allow_empty=True)
     r_ = as_float_array(to_numpy(reference), "reference", allow_empty=True)
@@ -102,7 +120,22 @@ def _peak(a: np.ndarray) -> float:
 @dataclass(frozen=True)
 class IdentityCheck:
     """The outcome of :func:`check_gradient_identity`. Per-element arrays are float64 numpy,
-    flattened, ready for histograms; scalar summaries are properties."""
+    flattened, ready for histograms; scalar summaries are properties.
+
+    Fields
+    ------
+    name : the label; dtype : "float32" or "float64"; numel : the number of coordinates; eps : the
+    dtype's machine epsilon.
+    autograd_vs_closed_eps, autograd_vs_closed_ulps : |autograd - closed form| per coordinate, in eps
+    and in ulps of the closed form.
+    autograd_vs_reference_eps, closed_vs_reference_eps : |autograd - reference| and
+    |closed form - reference| in eps (empty without a reference).
+    fd_coords, fd_coord_abs_error : the coordinates probed by finite differences, |FD - closed form| there.
+    fd_direction_abs_error : |directional FD - <closed form, v>| along each random unit direction v.
+    fd_step : the finite-difference step; method_note : one sentence saying how the check was done.
+    Properties: ``max_abs_error``, ``max_error_eps``, ``max_error_ulps``, ``max_autograd_ref_eps``,
+    ``max_closed_ref_eps``, ``fd_max_abs_error``; ``summary()`` gives them as one table row.
+    """
 
     name: str
     dtype: str
@@ -243,6 +276,8 @@ def check_gradient_identity(
         Finite-difference step; by default ``(3 eps64 max(1, |f(x)|))^(1/3)``.
     random_state : int >= 0
         Seeds the choice of coordinates and directions.
+    name : str
+        A label for the check (kept in the result).
 
     Returns
     -------
@@ -286,27 +321,23 @@ def check_gradient_identity(
         f"autograd vs closed form on all {n} coordinates in {np.dtype(t).name}; central finite differences "
         f"in float64 (step {h:.3g}) on {coords.size} random coordinates and along {n_directions} random unit directions"
     )
-    return IdentityCheck(
-        name=name,
-        dtype=np.dtype(t).name,
-        numel=n,
-        eps=eps,
-        autograd_vs_closed_eps=ac_eps,
-        autograd_vs_closed_ulps=ac_ulps,
-        autograd_vs_reference_eps=ar_eps,
-        closed_vs_reference_eps=cr_eps,
-        fd_coords=coords.astype(np.int64),
-        fd_coord_abs_error=coord_err,
-        fd_direction_abs_error=dir_err,
-        fd_step=float(h),
-        method_note=note,
-    )
+    return IdentityCheck(name, np.dtype(t).name, n, eps, ac_eps, ac_ulps, ar_eps, cr_eps, coords.astype(np.int64), coord_err,
+                         dir_err, float(h), method_note=note)
 
 
 def theorem1_reference(d: ArrayLike) -> np.ndarray:
     """``-r_j`` (the gradient of ``L = lse(d)``, the maximized objective) computed in numpy's
     ``longdouble`` (80-bit extended precision on x86: eps about 1.1e-19) along the last axis,
-    from the same floating-point ``d``. Returned as longdouble."""
+    from the same floating-point ``d``.
+
+    Parameters
+    ----------
+    d : array or tensor, at least 1-D
+
+    Returns
+    -------
+    numpy longdouble array of the shape of ``d``.
+    """
     d = as_float_array(to_numpy(d) if is_torch(d) else d, "d", min_ndim=1)
     dl = np.asarray(d).astype(np.longdouble)
     with np.errstate(over="ignore"):
@@ -315,9 +346,19 @@ def theorem1_reference(d: ArrayLike) -> np.ndarray:
 
 
 def check_theorem1(d: ArrayLike, **kwargs: Any) -> IdentityCheck:
-    """Theorem 1 at ``d`` (1-D): autograd of ``L = lse(d)`` (the maximized objective) against the
-    closed form ``-r_j`` and the extended-precision reference. Keyword arguments go to
-    :func:`check_gradient_identity`."""
+    """Theorem 1 at ``d``: autograd of ``L = lse(d)`` (the maximized objective) against the closed
+    form ``-r_j`` and the extended-precision reference :func:`theorem1_reference`.
+
+    Parameters
+    ----------
+    d : 1-D float32 or float64 array or tensor
+    **kwargs : passed to :func:`check_gradient_identity` (``n_coords``, ``n_directions``,
+        ``random_state``, ...)
+
+    Returns
+    -------
+    IdentityCheck
+    """
     d = as_float_array(d, "d", ndim=1, allow_sequence=False)
     kwargs.setdefault("name", "Theorem 1: dL/dd = -r (L maximized)")
     return check_gradient_identity(lse, lse_gradient, d, reference=theorem1_reference(d), **kwargs)
@@ -338,8 +379,16 @@ def _check_spd(Sigma: Any, name: str = "Sigma", *, symmetric: bool = True) -> Ar
 
 def logdet_gradient(Sigma: ArrayLike) -> ArrayLike:
     """Closed form ``d log det(Sigma) / d Sigma = Sigma^{-T}`` (``= Sigma^{-1}`` for symmetric
-    ``Sigma``), each entry of ``Sigma`` treated as a free variable. ``Sigma`` symmetric positive
-    definite; returns the kind of ``Sigma``."""
+    ``Sigma``), each entry of ``Sigma`` treated as a free variable.
+
+    Parameters
+    ----------
+    Sigma : (k, k) symmetric positive definite
+
+    Returns
+    -------
+    The kind of ``Sigma``, (k, k).
+    """
     Sigma = _check_spd(Sigma)
     if is_torch(Sigma):
         return torch.linalg.inv(Sigma.detach()).T
@@ -362,8 +411,15 @@ def gaussian_logpdf(x: ArrayLike, mu: ArrayLike, Sigma: ArrayLike) -> ArrayLike:
     """``log N(x | mu, Sigma) = -(k log 2pi + log det Sigma + (x-mu)^T Sigma^{-1} (x-mu)) / 2``,
     an objective (maximized). Torch input keeps its graph (Sigma's entries as free variables).
 
-    ``Sigma`` must be square with a positive-definite symmetric part; exact symmetry is not
-    required, so that finite differences may perturb one entry at a time."""
+    Parameters
+    ----------
+    x, mu : (k,); Sigma : (k, k) square with a positive-definite symmetric part (exact symmetry is
+        not required, so that finite differences may perturb one entry at a time)
+
+    Returns
+    -------
+    A scalar of the kind of ``Sigma``.
+    """
     x, mu, Sigma = _check_gauss(x, mu, Sigma, symmetric=False)
     k = Sigma.shape[0]
     if is_torch(Sigma):
@@ -380,7 +436,16 @@ def gaussian_logpdf(x: ArrayLike, mu: ArrayLike, Sigma: ArrayLike) -> ArrayLike:
 def gaussian_logpdf_cov_gradient(x: ArrayLike, mu: ArrayLike, Sigma: ArrayLike) -> ArrayLike:
     """Closed form of ``d log N(x | mu, Sigma) / d Sigma`` (the objective, maximized), entries free:
     ``(Sigma^{-T} delta delta^T Sigma^{-T} - Sigma^{-T}) / 2`` with ``delta = x - mu``. The
-    ``-Sigma^{-1}/2`` part is the volume (log-determinant) term; the other part is the data term."""
+    ``-Sigma^{-1}/2`` part is the volume (log-determinant) term; the other part is the data term.
+
+    Parameters
+    ----------
+    x, mu : (k,); Sigma : (k, k) symmetric positive definite
+
+    Returns
+    -------
+    (k, k), the kind and dtype of ``Sigma``.
+    """
     x, mu, Sigma = _check_gauss(x, mu, Sigma)
     S = to_numpy(Sigma).astype(np.float64)
     delta = (to_numpy(x) - to_numpy(mu)).astype(np.float64)

@@ -113,8 +113,15 @@ def lse(d: ArrayLike, dim: int = -1) -> ArrayLike:
 def responsibilities(d: ArrayLike, dim: int = -1) -> ArrayLike:
     """Responsibilities ``r_j = exp(-d_j) / sum_k exp(-d_k)`` (softmax of ``-d``).
 
-    Non-negative, summing to one along ``dim``; stable for any finite ``d``. Parameters as
-    :func:`lse`; returns the kind and shape of ``d``.
+    Non-negative, summing to one along ``dim``; stable for any finite ``d``.
+
+    Parameters
+    ----------
+    d : array or tensor, at least 1-D; dim : the axis of the components (as :func:`lse`)
+
+    Returns
+    -------
+    The kind and shape of ``d``.
     """
     d = as_float_array(d, "d", min_ndim=1)
     ax = check_dim(d, dim)
@@ -232,8 +239,16 @@ def sigmoid_bce(d: ArrayLike, t: Any) -> ArrayLike:
 
 
 def sigmoid_bce_gradient(d: ArrayLike, t: Any) -> ArrayLike:
-    """Closed-form gradient of :func:`sigmoid_bce` (the loss) with respect to ``d``:
-    ``t_j - sigmoid(-d_j)``; the kind and shape of ``d``."""
+    """Closed-form gradient of :func:`sigmoid_bce` (the loss) with respect to ``d``: ``t_j - sigmoid(-d_j)``.
+
+    Parameters
+    ----------
+    d : array or tensor; t : targets in [0, 1] of the shape of ``d``
+
+    Returns
+    -------
+    The kind and shape of ``d``.
+    """
     d = as_float_array(d, "d")
     t = _targets_like(_check_targets(d, t), d)
     if is_torch(d):
@@ -269,8 +284,16 @@ def correntropy(d: ArrayLike, sigma: float = 1.0) -> ArrayLike:
 
 
 def correntropy_gradient(d: ArrayLike, sigma: float = 1.0) -> ArrayLike:
-    """Closed-form gradient of :func:`correntropy` (the loss): ``(2 d / sigma^2) exp(-d^2 / sigma^2)``;
-    the kind and shape of ``d``."""
+    """Closed-form gradient of :func:`correntropy` (the loss): ``(2 d / sigma^2) exp(-d^2 / sigma^2)``.
+
+    Parameters
+    ----------
+    d : array or tensor; sigma : float > 0, the kernel width
+
+    Returns
+    -------
+    The kind and shape of ``d``.
+    """
     d = as_float_array(d, "d")
     s = check_positive(sigma, "sigma")
     u = d / s
@@ -323,7 +346,16 @@ def _check_kernel(kernel: Any, d: Any) -> tuple[str, ArrayLike]:
 
 
 def kernel_log_f(d: ArrayLike, kernel: str = "exponential") -> ArrayLike:
-    """``log f(d)`` elementwise for one of :data:`KERNELS` (same kind and dtype as ``d``)."""
+    """``log f(d)`` elementwise for one of :data:`KERNELS`.
+
+    Parameters
+    ----------
+    d : array or tensor (``d > 0`` for ``"inverse"``, ``d > -1`` for ``"cauchy"``); kernel : a key of :data:`KERNELS`
+
+    Returns
+    -------
+    The kind, dtype and shape of ``d``.
+    """
     kernel, d = _check_kernel(kernel, d)
     t = is_torch(d)
     if kernel == "exponential":
@@ -336,7 +368,16 @@ def kernel_log_f(d: ArrayLike, kernel: str = "exponential") -> ArrayLike:
 
 
 def kernel_score(d: ArrayLike, kernel: str = "exponential") -> ArrayLike:
-    """``(log f)'(d)`` elementwise: the factor between the gradient and the posterior."""
+    """``(log f)'(d)`` elementwise: the factor between the gradient of ``L_f`` and the posterior.
+
+    Parameters
+    ----------
+    d : array or tensor; kernel : a key of :data:`KERNELS`
+
+    Returns
+    -------
+    The kind and shape of ``d``.
+    """
     kernel, d = _check_kernel(kernel, d)
     if kernel == "exponential":
         return -(d * 0 + 1)
@@ -353,6 +394,10 @@ def kernel_objective(d: ArrayLike, kernel: str = "exponential", dim: int = -1) -
     It is :func:`lse` of the distances ``-log f(d)``; with ``kernel="exponential"`` it is
     :func:`lse` itself. Torch inputs keep their graph.
 
+    Parameters
+    ----------
+    d : array or tensor, at least 1-D; kernel : a key of :data:`KERNELS`; dim : the axis of the components
+
     Returns
     -------
     The kind of ``d``, with ``dim`` removed.
@@ -363,14 +408,31 @@ def kernel_objective(d: ArrayLike, kernel: str = "exponential", dim: int = -1) -
 def kernel_posterior(d: ArrayLike, kernel: str = "exponential", dim: int = -1) -> ArrayLike:
     """``w_j = f(d_j) / sum_k f(d_k)``: the posterior of component ``j`` under kernel ``f``
     (equal priors), the :func:`responsibilities` of the distances ``-log f(d)``. For the
-    exponential kernel these are the responsibilities of ``d``."""
+    exponential kernel these are the responsibilities of ``d``.
+
+    Parameters
+    ----------
+    d : array or tensor, at least 1-D; kernel : a key of :data:`KERNELS`; dim : the axis of the components
+
+    Returns
+    -------
+    The kind and shape of ``d``.
+    """
     return responsibilities(-kernel_log_f(d, kernel), dim=dim)
 
 
 def kernel_gradient(d: ArrayLike, kernel: str = "exponential", dim: int = -1) -> ArrayLike:
-    """Closed form ``dL_f/dd_j = w_j * (log f)'(d_j)`` of :func:`kernel_objective` (the objective).
+    """Closed form ``dL_f/dd_j = w_j * (log f)'(d_j)`` of :func:`kernel_objective` (the objective, maximized).
 
     Posterior-weighted for every kernel; equal to ``-w_j`` only for the exponential kernel.
+
+    Parameters
+    ----------
+    d : array or tensor, at least 1-D; kernel : a key of :data:`KERNELS`; dim : the axis of the components
+
+    Returns
+    -------
+    The kind and shape of ``d``.
     """
     return kernel_posterior(d, kernel, dim) * kernel_score(d, kernel)
 
@@ -456,8 +518,16 @@ def loss_from_distances(objective: str, d: Any) -> torch.Tensor:
 
 
 def distance_gradient(objective: str, d: Any) -> torch.Tensor:
-    """``g_ij = d loss_i / d d_ij`` of :func:`loss_from_distances` (the loss, minimized) by autograd,
-    shape (N, K)."""
+    """``g_ij = d loss_i / d d_ij`` of :func:`loss_from_distances` (the loss, minimized) by autograd.
+
+    Parameters
+    ----------
+    objective : one of :data:`LOSSES` or ``"partition"``; d : (N, K) the objective's own distances
+
+    Returns
+    -------
+    torch tensor (N, K).
+    """
     objective = _check_objective(objective)
     d = as_tensor(d, "d", ndim=2).detach().clone().requires_grad_(True)
     (g,) = torch.autograd.grad(_loss(objective, d).sum(), d)
@@ -494,6 +564,14 @@ def gradient_jacobian_closed_form(objective: str, d: Any) -> torch.Tensor:
     ``-diag(exp(-d))``. ``"sigmoid"`` (gradient ``1 - sigmoid(-d)``):
     ``diag(sigmoid(d) sigmoid(-d))``. ``"correntropy"`` (gradient
     ``(2 d / sigma^2) exp(-d^2 / sigma^2)``): ``diag((2 / sigma^2)(1 - 2 d^2 / sigma^2) exp(-d^2 / sigma^2))``.
+
+    Parameters
+    ----------
+    objective : one of :data:`LOSSES` or ``"partition"``; d : (N, K) the objective's own distances
+
+    Returns
+    -------
+    torch tensor (N, K, K).
     """
     objective = _check_objective(objective)
     d = as_tensor(d, "d", ndim=2).detach()
@@ -511,7 +589,16 @@ def gradient_jacobian_closed_form(objective: str, d: Any) -> torch.Tensor:
 
 
 def max_off_diagonal(J: Any) -> float:
-    """Largest ``|J_i[j, k]|`` over samples and ``j != k`` for a stack of (N, K, K) matrices."""
+    """Largest ``|J_i[j, k]|`` over samples and ``j != k``.
+
+    Parameters
+    ----------
+    J : (N, K, K) a stack of square matrices (e.g. :func:`gradient_jacobian`)
+
+    Returns
+    -------
+    float (0.0 for K = 1).
+    """
     J = as_tensor(J, "J", ndim=3)
     if J.shape[1] != J.shape[2]:
         raise ValueError(f"J must hold square matrices, got shape {tuple(J.shape)}")
@@ -551,11 +638,19 @@ def power_objective(d: Any, alpha: float = 0.0) -> torch.Tensor:
 
 
 def power_weights(d: Any, alpha: float = 0.0) -> torch.Tensor:
-    """Closed-form update weights ``w_ij = -dL_i/dd_ij = Z_i^alpha r_ij`` of :func:`power_objective`.
+    """Closed-form update weights ``w_ij = -dL_i/dd_ij = Z_i^alpha r_ij`` of :func:`power_objective` (maximized).
 
     ``dL/dd_j = -g'(Z) exp(-d_j)`` with ``g'(Z) = Z^(alpha - 1)``: within a point the weights are
     the responsibilities ``r_ij`` scaled by ``Z_i^alpha``, so they sum to ``Z_i^alpha``, which is
-    one for every ``d`` only when ``alpha = 0`` (the log). Shape (N, K).
+    one for every ``d`` only when ``alpha = 0`` (the log).
+
+    Parameters
+    ----------
+    d : (N, K) distances; alpha : float
+
+    Returns
+    -------
+    torch tensor (N, K).
     """
     d = as_tensor(d, "d", ndim=2).detach()
     a = _check_alpha(alpha)
@@ -568,7 +663,14 @@ def power_hessian(d: Any, alpha: float = 0.0) -> torch.Tensor:
     ``H = Z^alpha ((alpha - 1) r r^T + diag(r))``: off-diagonal ``(alpha - 1) Z^alpha r_j r_k``,
     zero only for ``alpha = 1``, the one member of the family that is affine in ``Z``. For
     ``alpha = 0`` it is ``diag(r) - r r^T``, the negative of the log-sum-exp loss Jacobian.
-    Shape (N, K, K).
+
+    Parameters
+    ----------
+    d : (N, K) distances; alpha : float
+
+    Returns
+    -------
+    torch tensor (N, K, K).
     """
     d = as_tensor(d, "d", ndim=2).detach()
     a = _check_alpha(alpha)
@@ -611,6 +713,10 @@ def multilabel_loss(z: Any, t: Any, objective: str = "sigmoid") -> torch.Tensor:
     the cross-entropy ``-sum_j q_j log softmax(z)_j`` against the label set normalized to sum to
     one, ``q = t / max(1, sum_j t_j)`` (labels compete; a point with no label has loss 0).
 
+    Parameters
+    ----------
+    z : (N, K) logits; t : (N, K) targets (0/1 labels); objective : ``"sigmoid"`` or ``"softmax"``
+
     Returns
     -------
     torch tensor (N,), keeping a torch ``z``'s graph.
@@ -626,6 +732,10 @@ def logit_gradient_jacobian(z: Any, t: Any, objective: str = "sigmoid") -> torch
     For ``"sigmoid"`` it is ``diag(p (1 - p))`` with ``p = sigmoid(z)``: the gradient of label
     ``j`` depends on ``z_j`` and ``t_j`` only. For ``"softmax"`` it is ``(sum_j q_j) (diag(p) - p p^T)``
     with ``p = softmax(z)``.
+
+    Parameters
+    ----------
+    z : (N, K) logits; t : (N, K) targets; objective : ``"sigmoid"`` or ``"softmax"``
 
     Returns
     -------
@@ -686,6 +796,14 @@ def soft_cross_entropy_gradient(d: Any, q: Any) -> ArrayLike:
 
     The labelled class is pulled only until ``r_y = q_y`` (the clamp is partial), and a wrong
     class with ``r_j < q_j`` is pulled *closer* rather than pushed away.
+
+    Parameters
+    ----------
+    d : array or tensor (..., K) distances; q : soft targets of the same shape, rows summing to one
+
+    Returns
+    -------
+    The kind and shape of ``d``.
     """
     d, q = _check_soft(d, q)
     return q - responsibilities(d, dim=-1)
@@ -705,19 +823,35 @@ def _onehot_labels(y: Any, K: int) -> torch.Tensor:
 
 
 def smooth_labels(y: Any, n_classes: int, eps: float) -> torch.Tensor:
-    """Label smoothing: ``q = (1 - eps) onehot(y) + eps / K``, rows summing to one (float64 tensor
-    of shape ``y.shape + (K,)``)."""
+    """Label smoothing: ``q = (1 - eps) onehot(y) + eps / K``, rows summing to one.
+
+    Parameters
+    ----------
+    y : integer labels in [0, K); n_classes : K >= 2; eps : float in [0, 1]
+
+    Returns
+    -------
+    float64 tensor of shape ``y.shape + (K,)``.
+    """
     K = check_int(n_classes, "n_classes", minimum=2)
     e = _check_eps(eps)
     return (1.0 - e) * _onehot_labels(y, K) + e / K
 
 
 def noisy_label_targets(y: Any, n_classes: int, rho: float) -> torch.Tensor:
-    """The expected one-hot target under symmetric label noise of rate ``rho`` (float64 tensor).
+    """The expected one-hot target under symmetric label noise of rate ``rho``.
 
     A label is kept with probability ``1 - rho`` and otherwise replaced by one of the ``K - 1``
     other classes uniformly, so ``E[onehot] = (1 - rho) onehot(y) + rho / (K - 1) (1 - onehot(y))``:
     label smoothing with ``eps = rho K / (K - 1)``.
+
+    Parameters
+    ----------
+    y : integer labels in [0, K); n_classes : K >= 2; rho : float in [0, 1]
+
+    Returns
+    -------
+    float64 tensor of shape ``y.shape + (K,)``.
     """
     K = check_int(n_classes, "n_classes", minimum=2)
     p = _check_eps(rho, "rho")
@@ -726,8 +860,16 @@ def noisy_label_targets(y: Any, n_classes: int, rho: float) -> torch.Tensor:
 
 
 def smoothing_fixed_point(eps: float, n_classes: int) -> float:
-    """The responsibility of the labelled class where the smoothed loss is stationary:
-    ``1 - eps + eps / K``."""
+    """The responsibility of the labelled class where the smoothed loss is stationary: ``1 - eps + eps / K``.
+
+    Parameters
+    ----------
+    eps : float in [0, 1]; n_classes : K >= 2
+
+    Returns
+    -------
+    float
+    """
     K = check_int(n_classes, "n_classes", minimum=2)
     e = _check_eps(eps)
     return 1.0 - e + e / K

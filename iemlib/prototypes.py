@@ -517,6 +517,10 @@ def prototype_loss_gradient(x: Any, means: Any, sigma: float = 1.0, objective: s
     :func:`prototype_loss`: ``c_ij = r_ij`` (``"lse"``: the responsibility-weighted pull of every
     point on every prototype) or ``c_ij = exp(-d_ij)`` (``"partition"``).
 
+    Parameters
+    ----------
+    x, means, sigma, objective : as :func:`prototype_loss`
+
     Returns
     -------
     numpy array (K, D), or (B, K, D) for a batch.
@@ -637,9 +641,13 @@ def coverage(means: Any, centers: Any, radius: float | None = None) -> Coverage:
 def initial_prototypes(x: Any, n_components: int = 3, spread: float = 0.5, random_state: int = 0) -> torch.Tensor:
     """Prototypes started near the data's centroid: ``mean(x) + spread * N(0, I)``, seeded.
 
+    Parameters
+    ----------
+    x : (N, D); n_components : K >= 1; spread : float >= 0; random_state : int >= 0
+
     Returns
     -------
-    torch tensor (n_components, D), the dtype of ``x``.
+    torch tensor (K, D), the dtype of ``x``.
     """
     x = as_tensor(x, "x", ndim=2)
     K = check_int(n_components, "n_components", minimum=1)
@@ -654,9 +662,13 @@ def far_starts(x: Any, n_components: int = 3, radius: float = 12.0, seeds: Any =
     The circle is centred on the data's centroid, in the plane of its first two coordinates
     (the others at the centroid).
 
+    Parameters
+    ----------
+    x : (N, D), D >= 2; n_components : K >= 1; radius : float > 0; seeds : ints >= 0, one start each
+
     Returns
     -------
-    torch tensor (S, K, D), one start per seed.
+    torch tensor (S, K, D).
     """
     x = as_tensor(x, "x", ndim=2)
     K = check_int(n_components, "n_components", minimum=1)
@@ -749,11 +761,21 @@ def coverage_table(
 # How each objective assigns points (chapter 7)
 # ================================================================================================
 def memberships(objective: str, x: Any, means: Any, sigma: float = 1.0) -> torch.Tensor:
-    """How much each component claims each point under the objective's own model, (N, K).
+    """How much each component claims each point under the objective's own model.
 
     ``"lse"`` and ``"sqrt"``: responsibilities ``r_ij`` (rows sum to one); ``"sigmoid"``:
     ``sigmoid(-e_ij)``; ``"correntropy"`` and ``"partition"``: the kernel ``exp(-e_ij)``. Only the
-    first is a soft assignment. ``e`` are the prototype distances.
+    first is a soft assignment. ``e`` are the prototype distances. For ``"lse"`` and
+    ``"correntropy"`` these are also the update weights (:func:`gradient_weights`) in closed form.
+
+    Parameters
+    ----------
+    objective : one of :data:`PROTOTYPE_OBJECTIVES`; x : (N, D) or (B, N, D); means : (K, D) or
+    (B, K, D); sigma : float > 0
+
+    Returns
+    -------
+    torch tensor (N, K), or (B, N, K).
     """
     objective = _check_objective(objective)
     e = prototype_distances(x, means, sigma).detach()
@@ -794,17 +816,32 @@ def weight_sums(objective: str, x: Any, means: Any, sigma: float = 1.0) -> torch
     """``sum_j w_ij`` per point: how much pull point ``i`` hands out in total under each loss.
 
     One for ``"lse"`` (every point counts once), ``sqrt(Z_i)`` for ``"sqrt"``, ``Z_i`` for
-    ``"correntropy"`` and ``"partition"``, ``sum_j sigmoid(e_ij)`` for ``"sigmoid"``. Shape (N,)
-    (or (B, N)).
+    ``"correntropy"`` and ``"partition"``, ``sum_j sigmoid(e_ij)`` for ``"sigmoid"``.
+
+    Parameters
+    ----------
+    objective, x, means, sigma : as :func:`gradient_weights`
+
+    Returns
+    -------
+    torch tensor (N,), or (B, N).
     """
     return gradient_weights(objective, x, means, sigma).sum(-1)
 
 
 def prototype_gradient_norms(objective: str, x: Any, means: Any, sigma: float = 1.0) -> torch.Tensor:
-    """``||d loss_i / d mu||`` (all prototypes together) for each point ``x_i``, shape (N,).
+    """``||d loss_i / d mu||`` (all prototypes together, the loss minimized) for each point ``x_i``.
 
     ``loss_i`` depends on the prototypes only through row ``i`` of the distances, so the
     per-sample gradient is ``w_ij (mu_j - x_i) / sigma^2`` (:func:`gradient_weights`).
+
+    Parameters
+    ----------
+    objective : one of :data:`PROTOTYPE_OBJECTIVES`; x : (N, D); means : (K, D); sigma : float > 0
+
+    Returns
+    -------
+    torch tensor (N,).
     """
     x, m = _check_points_means(x, means)
     if x.ndim != 2 or m.ndim != 2:
@@ -844,6 +881,11 @@ def far_point_profile(
     Points ``x(t) = c + t u`` on a ray from ``origin`` ``c`` (default: the prototypes'
     centroid) along the unit vector ``u`` (default: the first axis), one per entry of
     ``distances`` (values of ``t``).
+
+    Parameters
+    ----------
+    objective : one of :data:`PROTOTYPE_OBJECTIVES`; means : (K, D); distances : (T,) the ray
+    parameters; direction : (D,), optional; sigma : float > 0; origin : (D,), optional
 
     Returns
     -------
