@@ -125,16 +125,7 @@ def objective_distances(objective: str, x: Any, means: Any, sigma: float = 1.0) 
 # Affine-absolute and Mahalanobis distances
 # ================================================================================================
 def relu(z: ArrayLike) -> ArrayLike:
-    """Elementwise ``max(z, 0)``.
-
-    Parameters
-    ----------
-    z : array or tensor
-
-    Returns
-    -------
-    The kind and shape of ``z``.
-    """
+    """Elementwise ``max(z, 0)`` of an array or tensor ``z``; returns the kind and shape of ``z``."""
     z = as_float_array(z, "z")
     return torch.relu(z) if is_torch(z) else np.maximum(z, 0.0)
 
@@ -142,13 +133,7 @@ def relu(z: ArrayLike) -> ArrayLike:
 def abs_via_relu(z: ArrayLike) -> ArrayLike:
     """``|z|`` computed as ``relu(z) + relu(-z)``: two half-space detectors, one per sign.
 
-    Parameters
-    ----------
-    z : array or tensor
-
-    Returns
-    -------
-    The kind and shape of ``z``.
+    Returns an array or tensor of the kind and shape of ``z``.
     """
     z = as_float_array(z, "z")
     if is_torch(z):

@@ -66,6 +66,15 @@ def _np_dtype(dtype: Any) -> type:
     return dt.type
 
 
+def _error_inputs(a: ArrayLike, b: ArrayLike, name_b: str, dtype: Any) -> tuple[type, np.ndarray, np.ndarray]:
+    t = _np_dtype(dtype)
+    a_ = as_float_array(to_numpy(a), "a", allow_empty=True)
+    b_ = as_float_array(to_numpy(b), name_b, allow_empty=True)
+    if a_.shape != b_.shape:
+        raise ValueError(f"{name_b} must have the same shape as a {a_.shape}, got {b_.shape}")
+    return t, a_, b_
+
+
 def errors_in_eps(a: ArrayLike, b: ArrayLike, dtype: Any) -> np.ndarray:
     """``|a - b| / eps(dtype)`` elementwise (computed in extended precision): the absolute error in
     units of the machine epsilon of ``dtype``.
@@ -78,11 +87,7 @@ def errors_in_eps(a: ArrayLike, b: ArrayLike, dtype: Any) -> np.ndarray:
     -------
     float64 numpy array of the shape of ``a``.
     """
-    t = _np_dtype(dtype)
-    a_ = as_float_array(to_numpy(a), "a", allow_empty=True)
-    b_ = as_float_array(to_numpy(b), "b", allow_empty=True)
-    if a_.shape != b_.shape:
-        raise ValueError(f"b must have the same shape as a {a_.shape}, got {b_.shape}")
+    t, a_, b_ = _error_inputs(a, b, "b", dtype)
     wide = np.longdouble
     return (np.abs(a_.astype(wide) - b_.astype(wide)) / wide(np.finfo(t).eps)).astype(np.float64)
 
@@ -96,17 +101,15 @@ def errors_in_ulps(a: ArrayLike, reference: ArrayLike, dtype: Any) -> np.ndarray
 
     Parameters
     ----------
-    a, reference : arrays or tensors of the same shape; dtype : float32 or float64 (numpy or torch)
+    a : array or tensor
+    reference : array or tensor of the shape of ``a``
+    dtype : float32 or float64 (numpy or torch), whose spacing is the unit
 
     Returns
     -------
-    float64 numpy array of the shape of ``a``.
+    float64 numpy array, one error per element of ``a``.
     """
-    t = _np_dtype(dtype)
-    a_ = as_float_array(to_numpy(a), "a", allow_empty=True)
-    r_ = as_float_array(to_numpy(reference), "reference", allow_empty=True)
-    if a_.shape != r_.shape:
-        raise ValueError(f"reference must have the same shape as a {a_.shape}, got {r_.shape}")
+    t, a_, r_ = _error_inputs(a, reference, "reference", dtype)
     with np.errstate(over="ignore"):
         mag = np.abs(r_).astype(t)
     ulp = np.spacing(mag).astype(np.longdouble)

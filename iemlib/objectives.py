@@ -425,14 +425,11 @@ def kernel_gradient(d: ArrayLike, kernel: str = "exponential", dim: int = -1) ->
     """Closed form ``dL_f/dd_j = w_j * (log f)'(d_j)`` of :func:`kernel_objective` (the objective, maximized).
 
     Posterior-weighted for every kernel; equal to ``-w_j`` only for the exponential kernel.
-
-    Parameters
-    ----------
-    d : array or tensor, at least 1-D; kernel : a key of :data:`KERNELS`; dim : the axis of the components
+    Parameters as :func:`kernel_posterior`.
 
     Returns
     -------
-    The kind and shape of ``d``.
+    The gradient, of the kind and shape of ``d``.
     """
     return kernel_posterior(d, kernel, dim) * kernel_score(d, kernel)
 
@@ -847,11 +844,13 @@ def noisy_label_targets(y: Any, n_classes: int, rho: float) -> torch.Tensor:
 
     Parameters
     ----------
-    y : integer labels in [0, K); n_classes : K >= 2; rho : float in [0, 1]
+    y : integer labels in [0, K)
+    n_classes : K >= 2
+    rho : float in [0, 1], the probability that a label is replaced
 
     Returns
     -------
-    float64 tensor of shape ``y.shape + (K,)``.
+    float64 tensor ``y.shape + (K,)`` with rows summing to one.
     """
     K = check_int(n_classes, "n_classes", minimum=2)
     p = _check_eps(rho, "rho")
