@@ -29,6 +29,7 @@ descent on it moves every prototype towards the responsibility-weighted mean of 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -557,7 +558,8 @@ def em_mean_update(x: Any, means: Any, sigma: float = 1.0, n_steps: int = 1) -> 
     s = check_positive(sigma, "sigma")
     n = check_int(n_steps, "n_steps", minimum=0)
     x, m = x.detach(), m.detach()
-    with single_threaded():
+    # one update of one set is a handful of tiny operations: no loop, nothing for the thread rule to save
+    with single_threaded() if n > 1 or m.ndim == 3 or x.ndim == 3 else contextlib.nullcontext():
         if x.ndim == 2 and m.ndim == 2:
             for _ in range(n):
                 r = torch.softmax(-_distances(x, m, s), dim=1)
