@@ -70,3 +70,18 @@ def test_outlier_task_fraction():
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.integers(0, 1000), st.floats(0.05, 3.0))
+def test_property_sizes_labels_and_seed(sizes, seed, std):
+    means = np.arange(2 * len(sizes), dtype=float).reshape(len(sizes), 2) * 10.0
+    x, labels, m = make_clusters(sizes, means=means, std=std, random_state=seed)
+    assert x.shape == (sum(sizes), 2) and np.bincount(labels.numpy(), minlength=len(sizes)).tolist() == sizes
+    assert torch.equal(x, make_clusters(sizes, means=means, std=std, random_state=seed)[0])
+    # every point is a draw around its own centre: within 8 standard deviations
+    assert float((x - m[labels]).abs().max()) < 8 * std
