@@ -24,10 +24,12 @@ The data sets (:func:`iemlib.data.make_gaussian_mixture`, :func:`iemlib.data.sam
 live in :mod:`iemlib.data`; the entropy of responsibilities in :mod:`iemlib.metrics`.
 """
 
+from . import batched, estimators, gaussian, rates
 from .batched import (
     AscentFit,
     EMFit,
     GradientDescentFit,
+    MinibatchStream,
     OptimaComparison,
     StreamFit,
     batched_distances,
@@ -71,53 +73,4 @@ from .rates import (
     preconditioned_mean_step,
 )
 
-__all__ = [
-    # estimators
-    "GaussianMixtureEM",
-    "ImplicitEM",
-    "FitHistory",
-    "GradientHistory",
-    "Capture",
-    # one mixture
-    "COVARIANCE_TYPES",
-    "MixtureParams",
-    "Start",
-    "check_mixture",
-    "random_start",
-    "batched_starts",
-    "covariances_from_precisions",
-    "precisions_from_covariances",
-    "full_covariances",
-    "component_log_densities",
-    "component_distances",
-    "e_step",
-    "m_step",
-    "log_likelihood",
-    "distance_gradients",
-    # every start at once
-    "EMFit",
-    "AscentFit",
-    "GradientDescentFit",
-    "StreamFit",
-    "OptimaComparison",
-    "batched_distances",
-    "batched_log_likelihood",
-    "batched_em",
-    "batched_gradient_descent",
-    "batched_preconditioned_ascent",
-    "online_em",
-    "minibatch_gradient_descent",
-    "match_components",
-    "compare_optima",
-    # rates and the Xu & Jordan bridge
-    "MissingInformation",
-    "MeanBridge",
-    "EMBridge",
-    "BridgeErrors",
-    "em_map",
-    "em_jacobian",
-    "missing_information_fraction",
-    "linear_rate",
-    "preconditioned_mean_step",
-    "preconditioned_em_step",
-]
+__all__ = [*estimators.__all__, *gaussian.__all__, *batched.__all__, *rates.__all__]

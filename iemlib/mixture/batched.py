@@ -54,6 +54,7 @@ __all__ = [
     "AscentFit",
     "GradientDescentFit",
     "StreamFit",
+    "MinibatchStream",
     "OptimaComparison",
     "batched_distances",
     "batched_log_likelihood",
@@ -495,8 +496,44 @@ def _per_row(value: Any, B: int, name: str, lo: float | None = None, hi: float |
 
 
 @dataclass(frozen=True)
-class _Stream:
-    """Validated inputs of a stochastic fitter: data, the start, the minibatches and the evaluation points."""
+class MinibatchStream:
+    """The stream of minibatches :func:`online_em` and :func:`minibatch_gradient_descent` share:
+    ``n_epochs`` random permutations of the training points (seed ``random_state``), each cut into
+    minibatches of ``batch_size`` (a last incomplete one dropped); the held-out log-likelihood is
+    evaluated at the start and ``n_evals`` times, after evenly spaced minibatches. The same stream
+    feeds every start, and both fitters see the same minibatches in the same order."""
+
+    batch_size: int = 50
+    n_epochs: int = 1
+    n_evals: int = 20
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "n_epochs", "n_evals"):
+            check_int(getattr(self, name), name, minimum=1)
+        check_seed(self.random_state)
+
+    def batches(self, n: int) -> list[np.ndarray]:
+        """The minibatches (index arrays) over ``n`` training points."""
+        bs = self.batch_size
+        if bs > n:
+            raise ValueError(f"batch_size must be at most the number of training points {n}, got {bs}")
+        rng = np.random.default_rng(self.random_state)
+        batches = []
+        for _ in range(self.n_epochs):
+            perm = rng.permutation(n)
+            batches += [perm[i : i + bs] for i in range(0, n - bs + 1, bs)]
+        return batches
+
+    def eval_points(self, n_batches: int) -> set[int]:
+        """After how many minibatches the held-out log-likelihood is evaluated."""
+        ne = self.n_evals
+        return {int(round(k * n_batches / ne)) for k in range(1, ne + 1)}
+
+
+@dataclass(frozen=True)
+class _StreamRun:
+    """Validated inputs of a stochastic fitter: data, the start (numpy), the minibatches, the evaluation points."""
 
     X_train: np.ndarray
     X_test: np.ndarray
@@ -507,28 +544,17 @@ class _Stream:
     evals: set
 
 
-def _stream(X_train: Any, X_test: Any, start: Any, batch_size: Any, n_epochs: Any, n_evals: Any,
-            random_state: Any) -> _Stream:
+def _stream_run(X_train: Any, X_test: Any, start: Any, stream: Any) -> _StreamRun:
     Xtr = check_X(X_train, "X_train")
     Xte = check_X(X_test, "X_test", n_features=Xtr.shape[1])
     w, m, c = check_batch(Xtr, start)
-    bs = check_int(batch_size, "batch_size", minimum=1)
-    ne = check_int(n_epochs, "n_epochs", minimum=1)
-    seed = check_seed(random_state)
-    n = len(Xtr)
-    if bs > n:
-        raise ValueError(f"batch_size must be at most the number of training points {n}, got {bs}")
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(ne):
-        perm = rng.permutation(n)
-        batches += [perm[i : i + bs] for i in range(0, n - bs + 1, bs)]
-    n_ev = check_int(n_evals, "n_evals", minimum=1)
-    evals = {int(round(k * len(batches) / n_ev)) for k in range(1, n_ev + 1)}
-    return _Stream(Xtr, Xte, w, m, c, batches, evals)
+    if not isinstance(stream, MinibatchStream):
+        raise ValueError(f"stream must be a MinibatchStream, got {type(stream).__name__}")
+    batches = stream.batches(len(Xtr))
+    return _StreamRun(Xtr, Xte, w, m, c, batches, stream.eval_points(len(batches)))
 
 
-def _run_stream(s: _Stream, step: Callable[[int, np.ndarray], None], test_ll: Callable[[], torch.Tensor]):
+def _run_stream(s: _StreamRun, step: Callable[[int, np.ndarray], None], test_ll: Callable[[], torch.Tensor]):
     """Feed the minibatches to ``step(t, idx)``; evaluate ``test_ll()`` at the start and at the
     evaluation points. Returns (test log-likelihood (B, n_evals + 1), points seen (n_evals + 1,))."""
     hist, seen = [test_ll()], [0]
@@ -540,18 +566,8 @@ def _run_stream(s: _Stream, step: Callable[[int, np.ndarray], None], test_ll: Ca
     return torch.stack(hist, 1).numpy(), np.array(seen)
 
 
-def online_em(
-    X_train: Any,
-    X_test: Any,
-    start: MixtureParams,
-    *,
-    batch_size: int = 50,
-    n_epochs: int = 1,
-    step_exponent: Any = 0.6,
-    reg_covar: float = 1e-6,
-    n_evals: int = 20,
-    random_state: int = 0,
-) -> StreamFit:
+def online_em(X_train: Any, X_test: Any, start: MixtureParams, *, stream: MinibatchStream = MinibatchStream(),
+              step_exponent: Any = 0.6, reg_covar: float = 1e-6) -> StreamFit:
     """Online (stochastic) EM of Cappe & Moulines (2009) for every start at once, on one
     stream of minibatches (the same for every start): it increases the held-out log-likelihood.
 
@@ -560,15 +576,14 @@ def online_em(
     ``s <- s + gamma_t (s_hat(batch; theta) - s)`` with ``gamma_t = (t + 2)^(-alpha)``
     (``alpha = step_exponent`` in (0.5, 1], a number or one per start), ``t`` = 0, 1, ...
     minibatches; after each, the parameters are the M-step of ``s`` (``reg_covar`` on the
-    covariances' diagonal). Each minibatch costs one E-step on ``batch_size`` points. The stream:
-    ``n_epochs`` random permutations of ``X_train`` (seed ``random_state``) cut into minibatches of
-    ``batch_size``; the held-out log-likelihood on ``X_test`` is evaluated ``n_evals`` times.
+    covariances' diagonal). Each minibatch costs one E-step on ``stream.batch_size`` points; the
+    held-out log-likelihood on ``X_test`` is evaluated ``stream.n_evals`` times (:class:`MinibatchStream`).
 
     Returns
     -------
     StreamFit
     """
-    s = _stream(X_train, X_test, start, batch_size, n_epochs, n_evals, random_state)
+    s = _stream_run(X_train, X_test, start, stream)
     B, K, D = s.m.shape
     alpha = _per_row(step_exponent, B, "step_exponent", lo=0.5, hi=1.0)
     reg = check_positive(reg_covar, "reg_covar", allow_zero=True)
@@ -603,30 +618,20 @@ def online_em(
                      test_log_likelihood=hist, n_seen=seen)
 
 
-def minibatch_gradient_descent(
-    X_train: Any,
-    X_test: Any,
-    start: MixtureParams,
-    *,
-    batch_size: int = 50,
-    n_epochs: int = 1,
-    lr: Any = 0.1,
-    optimizer: str = "sgd",
-    reg_covar: float = 1e-6,
-    n_evals: int = 20,
-    random_state: int = 0,
-) -> StreamFit:
+def minibatch_gradient_descent(X_train: Any, X_test: Any, start: MixtureParams, *,
+                               stream: MinibatchStream = MinibatchStream(), lr: Any = 0.1, optimizer: str = "sgd",
+                               reg_covar: float = 1e-6) -> StreamFit:
     """Minibatch gradient descent on the loss ``-(1/b) sum_{i in batch} L_i`` (minimized) for every
     start at once, in :class:`~iemlib.mixture.ImplicitEM`'s parametrisation and standardized
-    coordinates (centre and scale of ``X_train``), on the stream of :func:`online_em` (same
-    ``batch_size``, ``n_epochs``, ``random_state``: the same minibatches in the same order).
+    coordinates (centre and scale of ``X_train``), on a :class:`MinibatchStream` (the same stream as
+    :func:`online_em`'s gives the same minibatches in the same order).
 
     ``optimizer="sgd"``: a fixed step ``lr`` (a number or one per start, so that one call can
     sweep step sizes); ``"adam"``: Adam with step ``lr`` (one per start), torch's defaults
     otherwise, written out so that it is batched. Each minibatch costs one function and one
-    gradient evaluation on ``batch_size`` points. Returns a :class:`StreamFit`, as :func:`online_em`.
+    gradient evaluation on ``stream.batch_size`` points. Returns a :class:`StreamFit`, as :func:`online_em`.
     """
-    s = _stream(X_train, X_test, start, batch_size, n_epochs, n_evals, random_state)
+    s = _stream_run(X_train, X_test, start, stream)
     lr_ = _per_row(lr, s.m.shape[0], "lr", lo=0.0)
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
