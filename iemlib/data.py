@@ -66,6 +66,12 @@ def make_gaussian_mixture(
     jittered), random anisotropic covariances (eigenvalues between 0.3 and 1.5), unequal weights
     (Dirichlet(8)).
 
+    Parameters
+    ----------
+    n_samples, n_components, n_features : int, at least 1.
+    separation : float > 0, the typical distance between two means.
+    random_state : int, the seed (the points are drawn with seed ``random_state + 1``).
+
     Returns
     -------
     X : (n_samples, n_features) float64

@@ -165,8 +165,18 @@ class OptimaComparison:
 
 # --------------------------------------------------------------------------- distances
 def batched_distances(X: Any, mixtures: MixtureParams) -> np.ndarray:
-    """Distances ``d_bij = -log(w_bj N(x_i | mu_bj, Sigma_bj))`` of every mixture of a batch
-    (a :class:`~iemlib.mixture.MixtureParams` or a fit), shape (B, n, K)."""
+    """Distances ``d_bij = -log(w_bj N(x_i | mu_bj, Sigma_bj))`` of every mixture of a batch.
+
+    Parameters
+    ----------
+    X : (n, D) data.
+    mixtures : :class:`~iemlib.mixture.MixtureParams` or a fit: weights (B, K), means (B, K, D),
+        full covariances (B, K, D, D).
+
+    Returns
+    -------
+    ndarray (B, n, K)
+    """
     X = check_X(X)
     w, m, c = check_batch(X, mixtures, "mixtures")
     with torch.no_grad():
@@ -174,7 +184,16 @@ def batched_distances(X: Any, mixtures: MixtureParams) -> np.ndarray:
 
 
 def batched_log_likelihood(X: Any, mixtures: MixtureParams) -> np.ndarray:
-    """Mean log-likelihood per sample (the objective) of every mixture of a batch, shape (B,)."""
+    """Mean log-likelihood per sample (the objective) of every mixture of a batch.
+
+    Parameters
+    ----------
+    X, mixtures : as :func:`batched_distances`.
+
+    Returns
+    -------
+    ndarray (B,)
+    """
     d = batched_distances(X, mixtures)
     return np.asarray(torch.logsumexp(-as_tensor64(d), dim=2).mean(1).numpy())
 
@@ -271,8 +290,15 @@ def batched_preconditioned_ascent(X: Any, start: MixtureParams, *, max_iter: int
 
     The weight and mean steps are EM's exactly; the covariance step lands on the scatter about
     the *current* means, so the iteration differs from EM by ``O(|mu_{t+1} - mu_t|^2)`` per
-    step and has EM's fixed points. ``start``, ``max_iter``, ``tol``: as :func:`batched_em`
-    (stops as it does). Returns an :class:`AscentFit`.
+    step and has EM's fixed points.
+
+    Parameters
+    ----------
+    X, start, max_iter, tol : as :func:`batched_em` (it stops as EM does).
+
+    Returns
+    -------
+    AscentFit
     """
     X = check_X(X)
     w, m, c = check_batch(X, start)
@@ -574,10 +600,17 @@ def online_em(X_train: Any, X_test: Any, start: MixtureParams, *, stream: Miniba
     The sufficient statistics ``s = (E r_j, E r_j x, E r_j x x^T)`` start at the values of the
     starting parameters and follow the stochastic-approximation recursion
     ``s <- s + gamma_t (s_hat(batch; theta) - s)`` with ``gamma_t = (t + 2)^(-alpha)``
-    (``alpha = step_exponent`` in (0.5, 1], a number or one per start), ``t`` = 0, 1, ...
+    (``alpha = step_exponent``), ``t`` = 0, 1, ...
     minibatches; after each, the parameters are the M-step of ``s`` (``reg_covar`` on the
-    covariances' diagonal). Each minibatch costs one E-step on ``stream.batch_size`` points; the
-    held-out log-likelihood on ``X_test`` is evaluated ``stream.n_evals`` times (:class:`MinibatchStream`).
+    covariances' diagonal). Each minibatch costs one E-step on ``stream.batch_size`` points.
+
+    Parameters
+    ----------
+    X_train : (n, D) training data; X_test : (m, D) held-out data.
+    start : :class:`~iemlib.mixture.MixtureParams` (or a fit), full covariances.
+    stream : :class:`MinibatchStream`, the minibatches and the evaluation points.
+    step_exponent : float in (0.5, 1], or one per start (B,).
+    reg_covar : float >= 0.
 
     Returns
     -------
@@ -626,10 +659,19 @@ def minibatch_gradient_descent(X_train: Any, X_test: Any, start: MixtureParams, 
     coordinates (centre and scale of ``X_train``), on a :class:`MinibatchStream` (the same stream as
     :func:`online_em`'s gives the same minibatches in the same order).
 
-    ``optimizer="sgd"``: a fixed step ``lr`` (a number or one per start, so that one call can
-    sweep step sizes); ``"adam"``: Adam with step ``lr`` (one per start), torch's defaults
-    otherwise, written out so that it is batched. Each minibatch costs one function and one
-    gradient evaluation on ``stream.batch_size`` points. Returns a :class:`StreamFit`, as :func:`online_em`.
+    Each minibatch costs one function and one gradient evaluation on ``stream.batch_size`` points.
+
+    Parameters
+    ----------
+    X_train, X_test, start, stream, reg_covar : as :func:`online_em`.
+    lr : float > 0, or one per start (B,), so that one call can sweep step sizes.
+    optimizer : {"sgd", "adam"}
+        ``"sgd"``: a fixed step ``lr``; ``"adam"``: Adam with step ``lr``, torch's defaults
+        otherwise, written out so that it is batched.
+
+    Returns
+    -------
+    StreamFit
     """
     s = _stream_run(X_train, X_test, start, stream)
     lr_ = _per_row(lr, s.m.shape[0], "lr", lo=0.0)
@@ -674,9 +716,17 @@ def minibatch_gradient_descent(X_train: Any, X_test: Any, start: MixtureParams, 
 
 # --------------------------------------------------------------------------- comparing optima
 def match_components(means_a: Any, means_b: Any) -> np.ndarray:
-    """The relabelling ``perm`` of b's components that best matches a's means (smallest
-    largest distance ``max_k |mu_a[k] - mu_b[perm[k]]|``), by trying every permutation
-    (K <= 7). Shapes (K, D) -> (K,) integer array."""
+    """The relabelling of b's components that best matches a's means: the smallest largest
+    distance ``max_k |mu_a[k] - mu_b[perm[k]]|``, by trying every permutation.
+
+    Parameters
+    ----------
+    means_a, means_b : (K, D), K <= 7.
+
+    Returns
+    -------
+    perm : ndarray (K,) of int, ``means_b[perm[k]]`` matches ``means_a[k]``.
+    """
     a = as_numpy(means_a, "means_a", ndim=2)
     b = as_numpy(means_b, "means_b", ndim=2)
     if a.shape != b.shape:

@@ -123,6 +123,11 @@ def check_mixture(
     covariances : the shape of ``covariance_type``, positive (full: symmetric positive definite).
     covariance_type : one of :data:`COVARIANCE_TYPES`.
 
+    Returns
+    -------
+    MixtureParams
+        The three arrays as float64 numpy arrays.
+
     Raises
     ------
     ValueError
@@ -138,14 +143,26 @@ def check_mixture(
 def random_start(
     X: Any, n_components: int, covariance_type: str = "full", random_state: int = 0, spread: float | None = None
 ) -> Start:
-    """A start shared by every estimator (:class:`Start`; ``**start.as_kwargs()`` for
+    """A start shared by every estimator: ``**start.as_kwargs()`` for
     :class:`~iemlib.mixture.GaussianMixtureEM`, :class:`~iemlib.mixture.ImplicitEM` and
-    scikit-learn's ``GaussianMixture``).
+    scikit-learn's ``GaussianMixture``.
 
-    Means are ``n_components`` distinct data points drawn at random (or, when ``spread`` is
-    given, the data mean plus Gaussian noise of standard deviation ``spread`` times the data's
-    scale: a nearly symmetric start); every covariance is the data's covariance of the given
-    type; weights are uniform. Seeded by ``random_state``.
+    Parameters
+    ----------
+    X : (n, D) data, n >= n_components.
+    n_components : int, K.
+    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    random_state : int, the seed.
+    spread : float, optional
+        None: the means are ``n_components`` distinct data points drawn at random. A number: the
+        data mean plus Gaussian noise of standard deviation ``spread`` times the data's scale (a
+        nearly symmetric start).
+
+    Returns
+    -------
+    Start
+        Every covariance the data's covariance of the given type (plus 1e-6), as precisions;
+        uniform weights.
     """
     X = check_X(X)
     K = check_int(n_components, "n_components", minimum=1)
@@ -175,9 +192,21 @@ def random_start(
 def batched_starts(
     X: Any, n_components: int, n_starts: int, random_state: int = 0, spread: float | None = None
 ) -> MixtureParams:
-    """``n_starts`` starts of :func:`random_start` (full covariances), seeds ``random_state,
-    random_state + 1, ...``, stacked into a batch: weights (B, K), means (B, K, D), covariances
-    (B, K, D, D)."""
+    """``n_starts`` starts of :func:`random_start` (full covariances), stacked into a batch.
+
+    Parameters
+    ----------
+    X : (n, D) data.
+    n_components : int, K.
+    n_starts : int, B.
+    random_state : int, the seed of the first start; start b has seed ``random_state + b``.
+    spread : float, optional, as :func:`random_start`.
+
+    Returns
+    -------
+    MixtureParams
+        weights (B, K), means (B, K, D), covariances (B, K, D, D).
+    """
     X = check_X(X)
     K = check_int(n_components, "n_components", minimum=1)
     B = check_int(n_starts, "n_starts", minimum=1)
@@ -213,17 +242,48 @@ def _type_dims(P: Any, covariance_type: str, name: str) -> tuple[int, int]:
 
 
 def covariances_from_precisions(precisions: Any, covariance_type: str) -> np.ndarray:
-    """Invert precisions (shapes per ``covariance_type``) into covariances."""
+    """Invert precisions into covariances.
+
+    Parameters
+    ----------
+    precisions : (K,), (K, D) or (K, D, D) as ``covariance_type`` says; positive (definite).
+    covariance_type : one of :data:`COVARIANCE_TYPES`.
+
+    Returns
+    -------
+    ndarray of the same shape (full: symmetrized).
+    """
     return _invert(precisions, covariance_type, "precisions")
 
 
 def precisions_from_covariances(covariances: Any, covariance_type: str) -> np.ndarray:
-    """Invert covariances into precisions (the inverse of :func:`covariances_from_precisions`)."""
+    """Invert covariances into precisions (the inverse of :func:`covariances_from_precisions`).
+
+    Parameters
+    ----------
+    covariances : (K,), (K, D) or (K, D, D) as ``covariance_type`` says; positive (definite).
+    covariance_type : one of :data:`COVARIANCE_TYPES`.
+
+    Returns
+    -------
+    ndarray of the same shape (full: symmetrized).
+    """
     return _invert(covariances, covariance_type, "covariances")
 
 
 def full_covariances(covariances: Any, covariance_type: str, n_features: int) -> np.ndarray:
-    """Expand covariances of any type to full matrices (K, D, D), e.g. for drawing ellipses."""
+    """Expand covariances of any type to full matrices, e.g. for drawing ellipses.
+
+    Parameters
+    ----------
+    covariances : (K,), (K, D) or (K, D, D) as ``covariance_type`` says.
+    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    n_features : int, D.
+
+    Returns
+    -------
+    ndarray (K, D, D), a new array.
+    """
     covariance_type = check_covariance_type(covariance_type)
     D = check_int(n_features, "n_features", minimum=1)
     K = np.shape(covariances)[0] if np.ndim(covariances) else 0
@@ -263,7 +323,19 @@ def _log_gauss_np(X: np.ndarray, means: np.ndarray, cov: np.ndarray, covariance_
 
 
 def component_log_densities(X: Any, means: Any, covariances: Any, covariance_type: str = "full") -> np.ndarray:
-    """``log N(x_i | mu_j, Sigma_j)`` for every point and component, shape (n, K), float64."""
+    """Gaussian log-densities ``log N(x_i | mu_j, Sigma_j)`` of every point under every component.
+
+    Parameters
+    ----------
+    X : (n, D) data.
+    means : (K, D).
+    covariances : the shape of ``covariance_type``.
+    covariance_type : one of :data:`COVARIANCE_TYPES`.
+
+    Returns
+    -------
+    ndarray (n, K), float64.
+    """
     X = check_X(X)
     covariance_type = check_covariance_type(covariance_type)
     m = check_means(means, D=X.shape[1])
@@ -274,7 +346,20 @@ def component_log_densities(X: Any, means: Any, covariances: Any, covariance_typ
 def component_distances(
     X: Any, weights: Any, means: Any, covariances: Any, covariance_type: str = "full"
 ) -> np.ndarray:
-    """Distances ``d_ij = -log(w_j N(x_i | mu_j, Sigma_j))``, shape (n, K), float64."""
+    """Distances ``d_ij = -log(w_j N(x_i | mu_j, Sigma_j))`` of every point to every component.
+
+    Parameters
+    ----------
+    X : (n, D) data.
+    weights : (K,), summing to one.
+    means : (K, D).
+    covariances : the shape of ``covariance_type``.
+    covariance_type : one of :data:`COVARIANCE_TYPES`.
+
+    Returns
+    -------
+    ndarray (n, K), float64.
+    """
     X = check_X(X)
     w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
     return -(np.log(w)[None, :] + _log_gauss_np(X, m, c, ct))
@@ -283,18 +368,34 @@ def component_distances(
 def e_step(
     X: Any, weights: Any, means: Any, covariances: Any, covariance_type: str = "full"
 ) -> tuple[np.ndarray, float]:
-    """E-step: ``(r, mean log-likelihood)``, the responsibilities ``r_ij`` (n, K) and
-    ``(1/n) sum_i L_i``.
+    """E-step: the responsibilities and the mean log-likelihood, both from the distances of
+    :func:`component_distances` through ``iemlib.responsibilities`` and ``iemlib.lse`` (log
+    space, stable).
 
-    Both come from the distances through ``iemlib.responsibilities`` and ``iemlib.lse``
-    (log space, stable).
+    Parameters
+    ----------
+    X, weights, means, covariances, covariance_type : as :func:`component_distances`.
+
+    Returns
+    -------
+    r : ndarray (n, K), ``r_ij = exp(-d_ij) / sum_k exp(-d_ik)``.
+    log_likelihood : float, ``(1/n) sum_i L_i`` (the objective EM increases).
     """
     d = component_distances(X, weights, means, covariances, covariance_type)
     return responsibilities(d), float(np.mean(lse(d)))
 
 
 def log_likelihood(X: Any, weights: Any, means: Any, covariances: Any, covariance_type: str = "full") -> float:
-    """Mean log-likelihood per sample, ``(1/n) sum_i L_i`` (the objective EM increases)."""
+    """Mean log-likelihood per sample, ``(1/n) sum_i L_i`` (the objective EM increases).
+
+    Parameters
+    ----------
+    X, weights, means, covariances, covariance_type : as :func:`component_distances`.
+
+    Returns
+    -------
+    float
+    """
     return e_step(X, weights, means, covariances, covariance_type)[1]
 
 
@@ -303,7 +404,18 @@ def m_step(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """M-step with scikit-learn's conventions: ``N_j = sum_i r_ij + 10 eps``, responsibility-
     weighted means and covariances, ``reg_covar`` added to the covariances' diagonal, weights
-    ``N_j / n`` renormalized. ``r``: responsibilities (n, K). Returns ``(weights, means, covariances)``.
+    ``N_j / n`` renormalized.
+
+    Parameters
+    ----------
+    X : (n, D) data.
+    r : (n, K) responsibilities, non-negative.
+    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    reg_covar : float >= 0.
+
+    Returns
+    -------
+    weights (K,), means (K, D), covariances (the shape of ``covariance_type``).
     """
     X = check_X(X)
     covariance_type = check_covariance_type(covariance_type)
@@ -339,6 +451,14 @@ def distance_gradients(
 
     Theorem 1 says ``dL_i/dd_ij = -r_ij`` for the objective, so this gradient of the loss is
     ``+r_ij``: the E-step posteriors. (For the mean loss divide by n.)
+
+    Parameters
+    ----------
+    X, weights, means, covariances, covariance_type : as :func:`component_distances`.
+
+    Returns
+    -------
+    ndarray (n, K)
     """
     X = check_X(X)
     w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)

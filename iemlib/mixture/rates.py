@@ -133,8 +133,19 @@ def _distances_at(Z: torch.Tensor, w: torch.Tensor, m: torch.Tensor, c: torch.Te
 
 
 def em_map(X: Any, weights: Any, means: Any, covariances: Any, reg_covar: float = 0.0):
-    """One EM iteration (E-step then M-step) of a single full-covariance mixture; returns
-    ``(weights, means, covariances)``. The map whose fixed points EM finds."""
+    """One EM iteration (E-step then M-step) of a single full-covariance mixture: the map whose
+    fixed points EM finds.
+
+    Parameters
+    ----------
+    X : (n, D) data.
+    weights : (K,); means : (K, D); covariances : (K, D, D).
+    reg_covar : float >= 0, added to the new covariances' diagonal (0: the plain EM map).
+
+    Returns
+    -------
+    weights (K,), means (K, D), covariances (K, D, D).
+    """
     X, w, m, c = _single(X, weights, means, covariances)
     reg = check_positive(reg_covar, "reg_covar", allow_zero=True)
     Z = as_tensor64(X)
@@ -148,7 +159,16 @@ def em_jacobian(X: Any, weights: Any, means: Any, covariances: Any) -> np.ndarra
     """Jacobian of the EM map (``reg_covar = 0``) at the given parameters, by autograd, in the
     coordinates theta = (means, covariances' lower triangles, first K - 1 weights): a (p, p)
     matrix with p = K D + K D (D + 1) / 2 + K - 1. At a fixed point its spectral radius is EM's
-    linear rate: ``|theta_t - theta*|`` shrinks by about that factor per iteration."""
+    linear rate: ``|theta_t - theta*|`` shrinks by about that factor per iteration.
+
+    Parameters
+    ----------
+    X, weights, means, covariances : as :func:`em_map`.
+
+    Returns
+    -------
+    ndarray (p, p)
+    """
     X, w, m, c = _single(X, weights, means, covariances)
     Z = as_tensor64(X)
     K, D = m.shape
@@ -171,7 +191,15 @@ def missing_information_fraction(X: Any, weights: Any, means: Any, covariances: 
     parameters), both by autograd in :func:`em_jacobian`'s coordinates.
 
     At a fixed point the eigenvalues equal those of :func:`em_jacobian`, and the largest is EM's
-    rate. Returns a :class:`MissingInformation`.
+    rate.
+
+    Parameters
+    ----------
+    X, weights, means, covariances : as :func:`em_map`.
+
+    Returns
+    -------
+    MissingInformation
     """
     X, w, m, c = _single(X, weights, means, covariances)
     Z = as_tensor64(X)
@@ -201,8 +229,18 @@ def linear_rate(gaps: Any, lo: float = 1e-11, hi: float = 1e-5, steps: Any = Non
     The gaps shrink like ``rho^(2t)`` when the parameters' error shrinks like ``rho^t`` (the
     gap is quadratic in the error), so this returns ``rho = exp(slope / 2)`` of a least-squares
     line through ``log gap`` against ``steps`` (default 0, 1, 2, ...; pass cumulative
-    evaluation counts to get a rate per evaluation). NaN entries are skipped; NaN is returned
-    when fewer than 3 gaps lie in the window."""
+    evaluation counts to get a rate per evaluation).
+
+    Parameters
+    ----------
+    gaps : 1-D array of gaps or increments (NaN entries are skipped).
+    lo, hi : float > 0, the window of gaps that enter the fit.
+    steps : 1-D array of the shape of ``gaps``, optional.
+
+    Returns
+    -------
+    float, rho; NaN when fewer than 3 gaps lie in the window.
+    """
     if not isinstance(gaps, (np.ndarray, list, tuple)):
         raise ValueError(f"gaps must be a 1-D array of log-likelihood gaps, got {type(gaps).__name__}")
     g = np.asarray(gaps, dtype=np.float64)
@@ -243,8 +281,16 @@ def preconditioned_mean_step(
 
         mu_j + (Sigma_j / N_j) g_j = mu_j + (1/N_j) sum_i r_ij (x_i - mu_j) = sum_i r_ij x_i / N_j,
 
-    the EM mean update. Returns a :class:`MeanBridge` (``em_means`` from
-    :func:`~iemlib.mixture.m_step` on the E-step responsibilities).
+    the EM mean update.
+
+    Parameters
+    ----------
+    X, weights, means, covariances, covariance_type : as :func:`~iemlib.mixture.component_distances`.
+
+    Returns
+    -------
+    MeanBridge
+        ``em_means`` from :func:`~iemlib.mixture.m_step` on the E-step responsibilities.
     """
     X = check_X(X)
     w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
@@ -298,7 +344,15 @@ def preconditioned_em_step(
     S_j(mu_j^(t)) - (mu_j^(t+1) - mu_j^(t))(mu_j^(t+1) - mu_j^(t))^T`` (diagonal / trace / D
     of it for the other types). Taking the covariance gradient at the updated means with the
     responsibilities held (the gradient of EM's Q function) gives EM's covariance exactly;
-    both are returned, in an :class:`EMBridge`.
+    both are returned.
+
+    Parameters
+    ----------
+    X, weights, means, covariances, covariance_type : as :func:`~iemlib.mixture.component_distances`.
+
+    Returns
+    -------
+    EMBridge
     """
     X = check_X(X)
     w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
