@@ -77,11 +77,11 @@ def test_batched_em_is_gaussian_mixture_em_for_every_start():
 
 
 def test_batched_gradient_descent_is_implicit_em_iterate_for_iterate():
-    out = batched_gradient_descent(X, S, max_iter=400)
+    out = batched_gradient_descent(X, S, max_iter=200)
     assert isinstance(out, GradientDescentFit)
     for b in range(3):
         s = random_start(X, 3, "full", random_state=b).as_kwargs()
-        ie = ImplicitEM(3, max_iter=400, **s).fit(X)
+        ie = ImplicitEM(3, max_iter=200, **s).fit(X)
         assert out.n_iter[b] == ie.n_iter_
         assert out.n_fun_evals[b] == ie.n_fun_evals_ and out.n_grad_evals[b] == ie.n_grad_evals_
         np.testing.assert_allclose(out.history[b, : ie.n_iter_ + 1], ie.history_.log_likelihood, atol=1e-10)

@@ -75,14 +75,15 @@ def check_covariances(cov: Any, covariance_type: str, K: int, D: int, name: str 
     return c
 
 
-def check_params(X: np.ndarray, weights: Any, means: Any, covariances: Any, covariance_type: Any):
-    """One mixture's parameters against data X: ``(weights, means, covariances, covariance_type)``."""
+def check_params(X: Any, weights: Any, means: Any, covariances: Any, covariance_type: Any):
+    """Data X and one mixture's parameters: ``(X, weights, means, covariances, covariance_type)``."""
+    X = check_X(X)
     covariance_type = check_covariance_type(covariance_type)
     m = check_means(means, D=X.shape[1])
     K = m.shape[0]
     w = check_weights(weights, K)
     c = check_covariances(covariances, covariance_type, K, X.shape[1])
-    return w, m, c, covariance_type
+    return X, w, m, c, covariance_type
 
 
 def check_batch(X: np.ndarray, start: Any, name: str = "start"):

@@ -39,8 +39,7 @@ import torch
 from .._validation import as_numpy, check_int, check_positive
 from ..runtime import single_threaded
 from ._checks import check_batch, check_seed, check_X
-from .gaussian import (
-    MixtureParams,
+from ._kernels import (
     as_tensor64,
     batched_torch_distances,
     batched_torch_m_step,
@@ -48,6 +47,7 @@ from .gaussian import (
     from_unconstrained,
     to_unconstrained,
 )
+from .gaussian import MixtureParams
 
 __all__ = [
     "EMFit",
@@ -199,6 +199,12 @@ def batched_log_likelihood(X: Any, mixtures: MixtureParams) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- full-data fitters
+def _check_run(X: Any, start: Any, max_iter: Any, tol: Any):
+    """X, the start's (w, m, c), max_iter and tol of a full-data fitter, validated."""
+    X = check_X(X)
+    return X, check_batch(X, start), check_int(max_iter, "max_iter", minimum=1), check_positive(tol, "tol", allow_zero=True)
+
+
 def _until_stable(Z: torch.Tensor, w, m, c, max_iter: int, tol: float,
                   update: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple]):
     """The loop shared by batched EM and preconditioned ascent: ``update(idx, w, m, c)`` returns the
@@ -257,10 +263,7 @@ def batched_em(X: Any, start: MixtureParams, *, max_iter: int = 1000, tol: float
     -------
     EMFit
     """
-    X = check_X(X)
-    w, m, c = check_batch(X, start)
-    T = check_int(max_iter, "max_iter", minimum=1)
-    tol = check_positive(tol, "tol", allow_zero=True)
+    X, (w, m, c), T, tol = _check_run(X, start, max_iter, tol)
     reg = check_positive(reg_covar, "reg_covar", allow_zero=True)
     Z = as_tensor64(X)
 
@@ -300,10 +303,7 @@ def batched_preconditioned_ascent(X: Any, start: MixtureParams, *, max_iter: int
     -------
     AscentFit
     """
-    X = check_X(X)
-    w, m, c = check_batch(X, start)
-    T = check_int(max_iter, "max_iter", minimum=1)
-    tol = check_positive(tol, "tol", allow_zero=True)
+    X, (w, m, c), T, tol = _check_run(X, start, max_iter, tol)
     Z = as_tensor64(X)
     n = X.shape[0]
 
@@ -471,11 +471,8 @@ def batched_gradient_descent(
     -------
     GradientDescentFit
     """
-    X = check_X(X)
-    w, m, c = check_batch(X, start)
+    X, (w, m, c), T, tol = _check_run(X, start, max_iter, tol)
     lr = check_positive(lr, "lr")
-    T = check_int(max_iter, "max_iter", minimum=1)
-    tol = check_positive(tol, "tol", allow_zero=True)
     reg_covar = check_positive(reg_covar, "reg_covar", allow_zero=True)
     n, D = X.shape
     center = X.mean(0) if standardize else np.zeros(D)

@@ -25,18 +25,15 @@ from .._validation import check_int, check_positive
 from ..runtime import single_threaded
 from ._checks import check_covariance_type, check_covariances, check_means, check_weights, check_X
 from ._phase_a import lse, responsibility_entropy
+from ._kernels import covariance_from_raw, from_unconstrained, to_unconstrained, torch_distances
 from .gaussian import (
     MixtureParams,
     component_distances,
-    covariance_from_raw,
     covariances_from_precisions,
     e_step,
-    from_unconstrained,
     m_step,
     precisions_from_covariances,
     random_start,
-    to_unconstrained,
-    torch_distances,
 )
 
 __all__ = ["GaussianMixtureEM", "ImplicitEM", "FitHistory", "GradientHistory", "Capture"]

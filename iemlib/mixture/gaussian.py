@@ -12,13 +12,13 @@ returns its gradient with respect to every ``d_ij`` (Theorem 1: the responsibili
 
 Covariance shapes are scikit-learn's: ``"spherical"`` (K,), ``"diag"`` (K, D), ``"full"``
 (K, D, D); precisions are their inverses, with the same shapes. The numpy functions here serve
-one mixture; the private torch kernels at the end serve the estimators, the batched sweeps and the
-rates (one mixture or a batch ``B`` of full-covariance mixtures).
+one mixture; the same formulas in torch (one mixture, or a batch ``B`` of full-covariance
+mixtures), which the estimators, the batched sweeps and the rates run, are in the package-private
+module ``_kernels``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,28 +36,14 @@ from ._checks import (
     check_weights,
     check_X,
 )
+from ._kernels import LOG_2PI, diagonal_terms, torch_distances
 from ._phase_a import lse, responsibilities
 
 __all__ = [
-    "COVARIANCE_TYPES",
-    "MixtureParams",
-    "Start",
-    "check_mixture",
-    "random_start",
-    "batched_starts",
-    "covariances_from_precisions",
-    "precisions_from_covariances",
-    "full_covariances",
-    "component_log_densities",
-    "component_distances",
-    "e_step",
-    "m_step",
-    "log_likelihood",
-    "distance_gradients",
+    "COVARIANCE_TYPES", "MixtureParams", "Start", "check_mixture", "random_start", "batched_starts",
+    "covariances_from_precisions", "precisions_from_covariances", "full_covariances",
+    "component_log_densities", "component_distances", "e_step", "m_step", "log_likelihood", "distance_gradients",
 ]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 # --------------------------------------------------------------------------- parameters
 @dataclass(frozen=True, eq=False)
@@ -257,16 +243,15 @@ def covariances_from_precisions(precisions: Any, covariance_type: str) -> np.nda
 
 
 def precisions_from_covariances(covariances: Any, covariance_type: str) -> np.ndarray:
-    """Invert covariances into precisions (the inverse of :func:`covariances_from_precisions`).
+    """Invert covariances into precisions: :func:`covariances_from_precisions` backwards.
 
     Parameters
     ----------
-    covariances : (K,), (K, D) or (K, D, D) as ``covariance_type`` says; positive (definite).
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    covariances, covariance_type : the shapes and checks of :func:`covariances_from_precisions`.
 
     Returns
     -------
-    ndarray of the same shape (full: symmetrized).
+    The precisions, an ndarray of the shape of ``covariances``.
     """
     return _invert(covariances, covariance_type, "covariances")
 
@@ -296,20 +281,11 @@ def full_covariances(covariances: Any, covariance_type: str, n_features: int) ->
 
 
 # --------------------------------------------------------------------------- densities (numpy)
-def _diagonal_terms(diff: Any, cov: Any, covariance_type: str, log: Any) -> tuple[Any, Any]:
-    """Mahalanobis terms and log-determinants of spherical or diagonal covariances; numpy arrays
-    or torch tensors (``log`` is ``np.log`` or ``torch.log``). ``diff`` is (n, K, D)."""
-    D = diff.shape[-1]
-    if covariance_type == "spherical":
-        return (diff**2).sum(-1) / cov[None, :], D * log(cov)
-    return (diff**2 / cov[None]).sum(-1), log(cov).sum(-1)
-
-
 def _log_gauss_np(X: np.ndarray, means: np.ndarray, cov: np.ndarray, covariance_type: str) -> np.ndarray:
     n, D = X.shape
     diff = X[:, None, :] - means[None, :, :]  # (n, K, D)
     if covariance_type != "full":
-        maha, logdet = _diagonal_terms(diff, cov, covariance_type, np.log)
+        maha, logdet = diagonal_terms(diff, cov, covariance_type, np.log)
     else:
         from scipy.linalg import solve_triangular
 
@@ -319,7 +295,7 @@ def _log_gauss_np(X: np.ndarray, means: np.ndarray, cov: np.ndarray, covariance_
             y = solve_triangular(Lc[k], diff[:, k, :].T, lower=True)
             maha[:, k] = (y**2).sum(0)
         logdet = 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum(-1)
-    return -0.5 * (D * _LOG_2PI + logdet[None, :] + maha)
+    return -0.5 * (D * LOG_2PI + logdet[None, :] + maha)
 
 
 def component_log_densities(X: Any, means: Any, covariances: Any, covariance_type: str = "full") -> np.ndarray:
@@ -350,18 +326,14 @@ def component_distances(
 
     Parameters
     ----------
-    X : (n, D) data.
+    X, means, covariances, covariance_type : as :func:`component_log_densities`.
     weights : (K,), summing to one.
-    means : (K, D).
-    covariances : the shape of ``covariance_type``.
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
 
     Returns
     -------
     ndarray (n, K), float64.
     """
-    X = check_X(X)
-    w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
+    X, w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
     return -(np.log(w)[None, :] + _log_gauss_np(X, m, c, ct))
 
 
@@ -460,8 +432,7 @@ def distance_gradients(
     -------
     ndarray (n, K)
     """
-    X = check_X(X)
-    w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
+    X, w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
     Xt = torch.tensor(X, dtype=torch.float64)
     mt = torch.tensor(m, dtype=torch.float64, requires_grad=True)
     d = torch_distances(Xt, torch.log(torch.tensor(w, dtype=torch.float64)), mt, torch.tensor(c, dtype=torch.float64), ct)
@@ -469,107 +440,3 @@ def distance_gradients(
     loss = -lse(d).sum()
     loss.backward()
     return d.grad.detach().numpy().copy()
-
-
-# --------------------------------------------------------------------------- torch kernels (package-private)
-def as_tensor64(a: Any) -> torch.Tensor:
-    """A float64 tensor copy of an array (never writes into the caller's arrays)."""
-    return torch.tensor(np.asarray(a), dtype=torch.float64)
-
-
-def torch_distances(
-    X: torch.Tensor, log_w: torch.Tensor, means: torch.Tensor, cov: torch.Tensor, covariance_type: str,
-    *, free_covariance: bool = False,
-) -> torch.Tensor:
-    """d_ij = -(log w_j + log N(x_i | mu_j, Sigma_j)) for one mixture, (n, K); differentiable in
-    every input. Full covariances by Cholesky, or with ``free_covariance`` by solve and slogdet
-    (no Cholesky), so that autograd returns the textbook gradient in every entry of ``Sigma``."""
-    D = X.shape[1]
-    diff = X[:, None, :] - means[None, :, :]
-    if covariance_type != "full":
-        maha, logdet = _diagonal_terms(diff, cov, covariance_type, torch.log)
-    elif free_covariance:
-        sol = torch.linalg.solve(cov[None], diff[..., None])[..., 0]  # Sigma_j^{-1}(x_i - mu_j)
-        maha = (diff * sol).sum(-1)
-        logdet = torch.linalg.slogdet(cov)[1]
-    else:
-        Lc = torch.linalg.cholesky(cov)
-        y = torch.linalg.solve_triangular(Lc[None], diff[..., None], upper=False)[..., 0]
-        maha = (y**2).sum(-1)
-        logdet = 2.0 * torch.log(torch.diagonal(Lc, dim1=1, dim2=2)).sum(-1)
-    return -(log_w[None, :] - 0.5 * (D * _LOG_2PI + logdet[None, :] + maha))
-
-
-def batched_torch_distances(Z: torch.Tensor, log_w: torch.Tensor, mu: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """d_bik = -(log w_bk + log N(z_i | mu_bk, Sigma_bk)) for a batch of full-covariance mixtures,
-    (B, n, K); differentiable. A start whose covariance is not finite or not positive definite
-    (a diverged start) gets NaN distances instead of an error."""
-    D = Z.shape[1]
-    eye = torch.eye(D, dtype=cov.dtype)
-    finite = torch.isfinite(cov).all(-1).all(-1)
-    Lc, info = torch.linalg.cholesky_ex(torch.where(finite[..., None, None], cov, eye))  # (B, K, D, D)
-    bad = (info != 0) | ~finite
-    if bad.any():
-        Lc = torch.where(bad[..., None, None], eye, Lc)
-    diff = (Z[None, None, :, :] - mu[:, :, None, :]).transpose(-1, -2)  # (B, K, D, n)
-    y = torch.linalg.solve_triangular(Lc, diff, upper=False)
-    maha = (y**2).sum(-2)  # (B, K, n)
-    logdet = 2.0 * torch.log(torch.diagonal(Lc, dim1=-2, dim2=-1)).sum(-1)  # (B, K)
-    d = -(log_w[:, :, None] - 0.5 * (D * _LOG_2PI + logdet[..., None] + maha))
-    if bad.any():
-        d = torch.where(bad[..., None], torch.nan, d)
-    return d.transpose(1, 2)
-
-
-def batched_torch_m_step(Z: torch.Tensor, r: torch.Tensor, reg: float):
-    """The M-step of :func:`m_step` (full covariances) for a batch: responsibilities (B, n, K)."""
-    n, D = Z.shape
-    nk = r.sum(1) + 10 * torch.finfo(torch.float64).eps  # (B, K)
-    mu = torch.einsum("bnk,nd->bkd", r, Z) / nk[..., None]
-    diff = Z[None, None] - mu[:, :, None, :]  # (B, K, n, D)
-    cov = torch.einsum("bnk,bknd,bkne->bkde", r, diff, diff) / nk[..., None, None]
-    cov = cov + reg * torch.eye(D, dtype=Z.dtype)
-    w = nk / n
-    return w / w.sum(1, keepdim=True), mu, cov
-
-
-# --------------------------------------------------------------------------- the gradient-descent parametrisation
-def to_unconstrained(w: np.ndarray, m: np.ndarray, c: np.ndarray, center: np.ndarray, scale: float, reg: float,
-                     covariance_type: str = "full") -> list[torch.Tensor]:
-    """Implicit EM's unconstrained parameters in standardized coordinates (one mixture or a batch):
-    weight logits ``log w``; means ``(m - center) / scale``; variances ``log(v - reg)`` (spherical,
-    diag) or, for full, the Cholesky factor ``C`` of ``Sigma - reg I`` with its diagonal as logs."""
-    cs = c / scale**2
-    if covariance_type == "full":
-        D = m.shape[-1]
-        shifted = cs - reg * np.eye(D)
-        try:
-            C = np.linalg.cholesky(shifted)
-        except np.linalg.LinAlgError:
-            C = np.linalg.cholesky(cs)
-        raw = np.tril(C, -1) + np.log(np.diagonal(C, axis1=-2, axis2=-1))[..., None] * np.eye(D)
-    else:
-        raw = np.log(np.where(cs - reg > 0, cs - reg, cs))
-    return [as_tensor64(np.log(w)), as_tensor64((m - center) / scale), as_tensor64(raw)]
-
-
-def covariance_from_raw(theta: torch.Tensor, reg: float, covariance_type: str = "full") -> torch.Tensor:
-    """The covariances of :func:`to_unconstrained`'s raw parameters: ``C C^T + reg I`` (full) or ``exp(theta) + reg``."""
-    if covariance_type == "full":
-        D = theta.shape[-1]
-        C = torch.tril(theta, -1) + torch.diag_embed(torch.exp(torch.diagonal(theta, dim1=-2, dim2=-1)))
-        return C @ C.transpose(-1, -2) + reg * torch.eye(D, dtype=theta.dtype)
-    return torch.exp(theta) + reg
-
-
-def from_unconstrained(params: list[torch.Tensor], center: np.ndarray, scale: float, reg: float,
-                       covariance_type: str = "full") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Numpy ``(weights, means, covariances)`` in data coordinates of :func:`to_unconstrained`'s parameters."""
-    logits, mu, theta = params
-    with torch.no_grad():
-        w = torch.softmax(logits, -1).numpy().copy()
-        m = mu.numpy() * scale + center
-        c = covariance_from_raw(theta, reg, covariance_type).numpy() * scale**2
-    if covariance_type == "full":
-        c = 0.5 * (c + np.swapaxes(c, -1, -2))
-    return w, m, c

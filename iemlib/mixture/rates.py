@@ -21,7 +21,8 @@ import torch
 from .._validation import check_positive
 from ._checks import check_batch, check_params, check_X
 from ._phase_a import lse
-from .gaussian import MixtureParams, as_tensor64, batched_torch_distances, batched_torch_m_step, e_step, m_step, torch_distances
+from ._kernels import as_tensor64, batched_torch_distances, batched_torch_m_step, torch_distances
+from .gaussian import MixtureParams, e_step, m_step
 
 __all__ = [
     "MissingInformation",
@@ -292,8 +293,7 @@ def preconditioned_mean_step(
     MeanBridge
         ``em_means`` from :func:`~iemlib.mixture.m_step` on the E-step responsibilities.
     """
-    X = check_X(X)
-    w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
+    X, w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
     mt = torch.tensor(m, dtype=torch.float64, requires_grad=True)
     d = torch_distances(as_tensor64(X), torch.log(as_tensor64(w)), mt, as_tensor64(c), ct)
     (g,) = torch.autograd.grad(lse(d).sum(), mt)
@@ -346,16 +346,13 @@ def preconditioned_em_step(
     responsibilities held (the gradient of EM's Q function) gives EM's covariance exactly;
     both are returned.
 
-    Parameters
-    ----------
-    X, weights, means, covariances, covariance_type : as :func:`~iemlib.mixture.component_distances`.
+    Parameters and checks: those of :func:`preconditioned_mean_step`.
 
     Returns
     -------
     EMBridge
     """
-    X = check_X(X)
-    w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
+    X, w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
     n, D = X.shape
     resp, _ = e_step(X, w, m, c, ct)
     Nk = resp.sum(0)
