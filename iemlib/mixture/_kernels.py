@@ -108,7 +108,8 @@ def to_unconstrained(w: np.ndarray, m: np.ndarray, c: np.ndarray, center: np.nda
 
 
 def covariance_from_raw(theta: torch.Tensor, reg: float, covariance_type: str = "full") -> torch.Tensor:
-    """The covariances of :func:`to_unconstrained`'s raw parameters: ``C C^T + reg I`` (full) or ``exp(theta) + reg``."""
+    """The covariances of :func:`to_unconstrained`'s raw parameters: ``C C^T + reg I`` (full) or
+    ``exp(theta) + reg``."""
     if covariance_type == "full":
         D = theta.shape[-1]
         C = torch.tril(theta, -1) + torch.diag_embed(torch.exp(torch.diagonal(theta, dim1=-2, dim2=-1)))

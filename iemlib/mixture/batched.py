@@ -180,7 +180,8 @@ def batched_distances(X: Any, mixtures: MixtureParams) -> np.ndarray:
     X = check_X(X)
     w, m, c = check_batch(X, mixtures, "mixtures")
     with torch.no_grad():
-        return batched_torch_distances(as_tensor64(X), torch.log(as_tensor64(w)), as_tensor64(m), as_tensor64(c)).numpy()
+        Z, log_w = as_tensor64(X), torch.log(as_tensor64(w))
+        return batched_torch_distances(Z, log_w, as_tensor64(m), as_tensor64(c)).numpy()
 
 
 def batched_log_likelihood(X: Any, mixtures: MixtureParams) -> np.ndarray:
@@ -202,13 +203,14 @@ def batched_log_likelihood(X: Any, mixtures: MixtureParams) -> np.ndarray:
 def _check_run(X: Any, start: Any, max_iter: Any, tol: Any):
     """X, the start's (w, m, c), max_iter and tol of a full-data fitter, validated."""
     X = check_X(X)
-    return X, check_batch(X, start), check_int(max_iter, "max_iter", minimum=1), check_positive(tol, "tol", allow_zero=True)
+    T = check_int(max_iter, "max_iter", minimum=1)
+    return X, check_batch(X, start), T, check_positive(tol, "tol", allow_zero=True)
 
 
 def _until_stable(Z: torch.Tensor, w, m, c, max_iter: int, tol: float,
-                  update: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple]):
-    """The loop shared by batched EM and preconditioned ascent: ``update(idx, w, m, c)`` returns the
-    mean log-likelihood of the running starts ``idx`` and their next ``(w, m, c)``; a start stops
+                  update: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple]):
+    """The loop shared by batched EM and preconditioned ascent: ``update(w, m, c)`` of the running
+    starts returns their mean log-likelihood and their next ``(w, m, c)``; a start stops
     when its log-likelihood changes by less than ``tol``. Returns the final (w, m, c) tensors, their
     log-likelihood, the history (B, T + 1) and n_iter, converged (numpy)."""
     w_, m_, c_ = as_tensor64(w), as_tensor64(m), as_tensor64(c)
@@ -220,7 +222,7 @@ def _until_stable(Z: torch.Tensor, w, m, c, max_iter: int, tol: float,
     hist = []
     for _ in range(max_iter):  # only the starts still running are computed
         idx = active.nonzero().squeeze(1)
-        ll_s, new = update(idx, w_[idx], m_[idx], c_[idx])
+        ll_s, new = update(w_[idx], m_[idx], c_[idx])
         row = torch.full((B,), math.nan, dtype=torch.float64)
         row[idx] = ll_s
         hist.append(row)
@@ -267,7 +269,7 @@ def batched_em(X: Any, start: MixtureParams, *, max_iter: int = 1000, tol: float
     reg = check_positive(reg_covar, "reg_covar", allow_zero=True)
     Z = as_tensor64(X)
 
-    def em_step(idx, w_, m_, c_):
+    def em_step(w_, m_, c_):
         with torch.no_grad():
             d = batched_torch_distances(Z, torch.log(w_), m_, c_)
             L = torch.logsumexp(-d, dim=2)
@@ -307,7 +309,7 @@ def batched_preconditioned_ascent(X: Any, start: MixtureParams, *, max_iter: int
     Z = as_tensor64(X)
     n = X.shape[0]
 
-    def ascent_step(idx, w_, m_, c_):
+    def ascent_step(w_, m_, c_):
         wt, mt, ct = (v.clone().requires_grad_(True) for v in (w_, m_, c_))
         d = batched_torch_distances(Z, torch.log(wt), mt, 0.5 * (ct + ct.transpose(-1, -2)))
         L = torch.logsumexp(-d, dim=2)

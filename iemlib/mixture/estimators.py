@@ -133,7 +133,8 @@ class _MixtureEstimator:
         K, D, ct = self._K, X.shape[1], self._ct
         start = random_start(X, K, ct, random_state=0 if self.random_state is None else self.random_state)
         means = start.means_init if self.means_init is None else check_means(self.means_init, K, D, "means_init")
-        weights = start.weights_init if self.weights_init is None else check_weights(self.weights_init, K, "weights_init")
+        weights = (start.weights_init if self.weights_init is None
+                   else check_weights(self.weights_init, K, "weights_init"))
         if self.precisions_init is None:
             prec = start.precisions_init
         else:
@@ -303,10 +304,12 @@ class ImplicitEM(_MixtureEstimator):
         Z = torch.tensor((X - center) / scale, dtype=torch.float64)
         shift = D * math.log(scale)  # log-likelihood in X = log-likelihood in Z - D log(scale)
         reg = float(self.reg_covar) / scale**2
-        params = [p.requires_grad_(True) for p in to_unconstrained(*self._initial_parameters(X), center, scale, reg, self._ct)]
+        raw = to_unconstrained(*self._initial_parameters(X), center, scale, reg, self._ct)
+        params = [p.requires_grad_(True) for p in raw]
         opt = (torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD)(params, lr=lr)
         step = lr  # current step of the monotone "gd" optimizer
-        rec: dict[str, list] = {k: [] for k in ("loss", "means", "weights", "resp_entropy", "n_fun_evals", "n_grad_evals")}
+        rec: dict[str, list] = {k: [] for k in ("loss", "means", "weights", "resp_entropy", "n_fun_evals",
+                                                "n_grad_evals")}
         captured: dict[int, Capture] = {}
         n_fun = n_grad = quiet = t = 0
         prev, best = math.inf, (math.inf, None)

@@ -94,7 +94,8 @@ class Start:
 
     def as_kwargs(self) -> dict[str, np.ndarray]:
         """``{"means_init": ..., "weights_init": ..., "precisions_init": ...}``: the estimators' keyword arguments."""
-        return {"means_init": self.means_init, "weights_init": self.weights_init, "precisions_init": self.precisions_init}
+        return {"means_init": self.means_init, "weights_init": self.weights_init,
+                "precisions_init": self.precisions_init}
 
 
 def check_mixture(
@@ -223,7 +224,9 @@ def _type_dims(P: Any, covariance_type: str, name: str) -> tuple[int, int]:
         raise ValueError(f"{name} must have shape (K, D, D) for covariance_type='full', got {shape}")
     want = {"spherical": 1, "diag": 2, "full": 3}[covariance_type]
     if len(shape) != want:
-        raise ValueError(f"{name} must have {want} dimension(s) for covariance_type={covariance_type!r}, got shape {shape}")
+        raise ValueError(
+            f"{name} must have {want} dimension(s) for covariance_type={covariance_type!r}, got shape {shape}"
+        )
     return shape[0], (shape[1] if want > 1 else 1)
 
 
@@ -435,7 +438,8 @@ def distance_gradients(
     X, w, m, c, ct = check_params(X, weights, means, covariances, covariance_type)
     Xt = torch.tensor(X, dtype=torch.float64)
     mt = torch.tensor(m, dtype=torch.float64, requires_grad=True)
-    d = torch_distances(Xt, torch.log(torch.tensor(w, dtype=torch.float64)), mt, torch.tensor(c, dtype=torch.float64), ct)
+    log_w = torch.log(torch.tensor(w, dtype=torch.float64))
+    d = torch_distances(Xt, log_w, mt, torch.tensor(c, dtype=torch.float64), ct)
     d.retain_grad()
     loss = -lse(d).sum()
     loss.backward()
