@@ -27,6 +27,7 @@ Training loops run under :func:`iemlib.runtime.single_threaded`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -364,13 +365,13 @@ def train_classifier(
                 batches = torch.randperm(N, generator=gen).split(batch_size)
             for b in batches:
                 loss = nn.functional.cross_entropy(model(X[b]), y[b])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the loss became {float(loss)} at epoch {epoch}; lower lr (now {lr})")
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"the loss became {loss.item()} at epoch {epoch}; lower lr (now {lr})")
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
                 with torch.no_grad():
+                    if weight_decay:
+                        grads = [p * weight_decay if g is None else g + weight_decay * p for p, g in zip(params, grads)]
                     for p, g in zip(params, grads):
-                        if weight_decay:
-                            g = p * weight_decay if g is None else g + weight_decay * p
                         if g is not None:
                             p.sub_(lr * g)
             log()
@@ -679,7 +680,7 @@ def train_soft_classifier(model: nn.Module, X: Any, q: Any, epochs: int = 300, l
     n = check_int(epochs, "epochs", minimum=1)
     eta = check_positive(lr, "lr")
     every = check_int(record_every, "record_every", minimum=1)
-    K = _n_classes(model, X[:1])
+    K = _n_classes(model, X)
     if q.shape[1] != K:
         raise ValueError(f"q must have {K} columns, one per model output, got {q.shape[1]}")
     top = q.argmax(1)
@@ -689,8 +690,8 @@ def train_soft_classifier(model: nn.Module, X: Any, q: Any, epochs: int = 300, l
         for t in range(n + 1):
             d = -model(X)
             loss = ((q * d).sum(-1) + torch.logsumexp(-d, dim=-1)).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {float(loss)} at epoch {t}; lower lr (now {lr})")
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"the loss became {loss.item()} at epoch {t}; lower lr (now {lr})")
             grads = torch.autograd.grad(loss, params)
             if t % every == 0 or t == n:
                 with torch.no_grad():
