@@ -242,28 +242,43 @@ class TrainHistory:
     test_accuracy: np.ndarray | None = None
 
 
-def _measure(z: torch.Tensor, y: torch.Tensor, record: Sequence[str]) -> dict[str, Any]:
-    """Training-set quantities of ``record`` from logits ``z`` (no gradient)."""
-    r = torch.softmax(z, dim=-1)  # responsibilities r_j = exp(-d_j) / sum_k exp(-d_k), d = -z
+def _measure(model: nn.Module, X: torch.Tensor, y: torch.Tensor, record: Sequence[str], X_test: Any,
+             y_test: Any) -> dict[str, Any]:
+    """The quantities of ``record`` on the training set, and the held-out loss and accuracy (no gradient)."""
     out: dict[str, Any] = {}
-    idx = torch.arange(len(y))
-    r_y = r[idx, y]
-    for key in record:
-        if key == "loss":
-            out[key] = float(nn.functional.cross_entropy(z, y))
-        elif key == "accuracy":
-            out[key] = float((z.argmax(-1) == y).double().mean())
-        elif key == "r_correct":
-            out[key] = float(r_y.mean())
-        elif key == "r_correct_min":
-            out[key] = float(r_y.min())
-        elif key == "r_wrong_max":
-            r_wrong = r.clone()
-            r_wrong[idx, y] = -1.0
-            out[key] = float(r_wrong.max(-1).values.mean())
-        elif key == "r":
-            out[key] = r.detach().cpu().numpy().copy()
+    with torch.no_grad():
+        z = model(X)
+        r = torch.softmax(z, dim=-1)  # responsibilities r_j = exp(-d_j) / sum_k exp(-d_k), d = -z
+        idx = torch.arange(len(y))
+        r_y = r[idx, y]
+        for key in record:
+            if key == "loss":
+                out[key] = float(nn.functional.cross_entropy(z, y))
+            elif key == "accuracy":
+                out[key] = float((z.argmax(-1) == y).double().mean())
+            elif key == "r_correct":
+                out[key] = float(r_y.mean())
+            elif key == "r_correct_min":
+                out[key] = float(r_y.min())
+            elif key == "r_wrong_max":
+                r_wrong = r.clone()
+                r_wrong[idx, y] = -1.0
+                out[key] = float(r_wrong.max(-1).values.mean())
+            elif key == "r":
+                out[key] = r.detach().cpu().numpy().copy()
+        if X_test is not None:
+            zt = model(X_test)
+            out["test_loss"] = float(nn.functional.cross_entropy(zt, y_test))
+            out["test_accuracy"] = float((zt.argmax(-1) == y_test).double().mean())
     return out
+
+
+def _batches(X: torch.Tensor, y: torch.Tensor, batch_size: int | None,
+             gen: torch.Generator) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """The whole set (``batch_size`` None or >= N) or the mini-batches of a permutation drawn from ``gen``."""
+    if batch_size is None or batch_size >= X.shape[0]:
+        return ((X, y),)
+    return ((X[b], y[b]) for b in torch.randperm(X.shape[0], generator=gen).split(batch_size))
 
 
 def _check_record(record: Any) -> tuple[str, ...]:
@@ -277,6 +292,31 @@ def _check_record(record: Any) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"record must hold names from {RECORDABLE}, got {bad!r}")
     return record
+
+
+def _check_held_out(model: nn.Module, X_test: Any, y_test: Any, K: int) -> tuple[Any, Any]:
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    if X_test is None:
+        return None, None
+    X_test = _check_X(X_test, model, "X_test")
+    _n_classes(model, X_test, "X_test")
+    return X_test, _check_y(y_test, X_test.shape[0], K, "y_test")
+
+
+def _sgd_step(model: nn.Module, params: list, X: torch.Tensor, y: torch.Tensor, lr: float, weight_decay: float,
+              epoch: int) -> None:
+    """One step ``theta <- theta - lr * (grad + weight_decay * theta)`` on the mean cross-entropy of ``(X, y)``."""
+    loss = nn.functional.cross_entropy(model(X), y)
+    if not math.isfinite(loss.item()):
+        raise FloatingPointError(f"the loss became {loss.item()} at epoch {epoch}; lower lr (now {lr})")
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    with torch.no_grad():
+        if weight_decay:
+            grads = [p * weight_decay if g is None else g + weight_decay * p for p, g in zip(params, grads)]
+        for p, g in zip(params, grads):
+            if g is not None:
+                p.sub_(lr * g)
 
 
 def train_classifier(
@@ -331,50 +371,19 @@ def train_classifier(
     record = _check_record(record)
     K = _n_classes(model, X)
     y = _check_y(y, X.shape[0], K)
-    if (X_test is None) != (y_test is None):
-        raise ValueError("X_test and y_test must be given together")
-    if X_test is not None:
-        X_test = _check_X(X_test, model, "X_test")
-        _n_classes(model, X_test, "X_test")
-        y_test = _check_y(y_test, X_test.shape[0], K, "y_test")
+    X_test, y_test = _check_held_out(model, X_test, y_test, K)
     params = _trainable(model)
-    history: dict[str, list] = {k: [] for k in record}
-    if X_test is not None:
-        history["test_loss"], history["test_accuracy"] = [], []
-
-    def log() -> None:
-        if not history:
-            return
-        with torch.no_grad():
-            for k, v in _measure(model(X), y, record).items():
-                history[k].append(v)
-            if X_test is not None:
-                zt = model(X_test)
-                history["test_loss"].append(float(nn.functional.cross_entropy(zt, y_test)))
-                history["test_accuracy"].append(float((zt.argmax(-1) == y_test).double().mean()))
-
-    N = X.shape[0]
+    history: dict[str, list] = {}
     was_training = model.training
     model.train()
     with single_threaded():
-        log()
-        for epoch in range(1, epochs + 1):
-            if batch_size is None or batch_size >= N:
-                batches: Iterable[torch.Tensor | slice] = (slice(None),)
-            else:
-                batches = torch.randperm(N, generator=gen).split(batch_size)
-            for b in batches:
-                loss = nn.functional.cross_entropy(model(X[b]), y[b])
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"the loss became {loss.item()} at epoch {epoch}; lower lr (now {lr})")
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                with torch.no_grad():
-                    if weight_decay:
-                        grads = [p * weight_decay if g is None else g + weight_decay * p for p, g in zip(params, grads)]
-                    for p, g in zip(params, grads):
-                        if g is not None:
-                            p.sub_(lr * g)
-            log()
+        for epoch in range(epochs + 1):
+            if epoch:
+                for Xb, yb in _batches(X, y, batch_size, gen):
+                    _sgd_step(model, params, Xb, yb, lr, weight_decay, epoch)
+            if record or X_test is not None:
+                for k, v in _measure(model, X, y, record, X_test, y_test).items():
+                    history.setdefault(k, []).append(v)
     model.train(was_training)
     return TrainHistory(epoch=np.arange(epochs + 1), **{k: np.asarray(v) for k, v in history.items()})
 
@@ -597,15 +606,8 @@ class PushPerClass:
 def push_per_class(delta_d: Any, r: Any, y: Any) -> PushPerClass:
     """Per class ``j``: how the change in ``d_j`` relates to ``r_j`` over the samples where ``j`` is wrong.
 
-    Parameters
-    ----------
-    delta_d : (N, K) change of the distances (e.g. :func:`single_sample_step`, or a gradient)
-    r : (N, K) responsibilities before the change
-    y : (N,) labels
-
-    Returns
-    -------
-    PushPerClass, built on the shares of :func:`push_shares`.
+    Takes the arguments of :func:`push_shares` (``delta_d`` and ``r`` of shape (N, K), labels ``y``)
+    and returns a :class:`PushPerClass`, built on the shares :func:`push_shares` computes.
     """
     dd, rr, yy = _push_inputs(delta_d, r, y)
     N, K = dd.shape
@@ -746,6 +748,42 @@ def _check_ensemble_options(M: int, K: int, dtype: torch.dtype, noise_matrix: An
     return T, corr
 
 
+def _check_ensemble_data(X: Any, targets: Any, seeds: Any) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    Xt = as_tensor(X, "X", ndim=2).detach()
+    Q = as_tensor(targets, "targets", ndim=3).detach().to(Xt.dtype)
+    if Q.shape[1] != Xt.shape[0]:
+        raise ValueError(f"targets must have one row per sample of X ({Xt.shape[0]}), got {Q.shape[1]}")
+    if float(Q.min()) < -1e-9 or float((Q.sum(-1) - 1).abs().max()) > 1e-6:
+        raise ValueError("targets must hold probability distributions along the last axis")
+    seeds = [check_int(s, "seeds", minimum=0) for s in (seeds if not isinstance(seeds, int) else [seeds])]
+    if len(seeds) != Q.shape[0]:
+        raise ValueError(f"seeds must have one entry per model ({Q.shape[0]}), got {len(seeds)}")
+    return Xt, Q, seeds
+
+
+def _adam_step(params: list[torch.Tensor], grads: Sequence[torch.Tensor], m_state: list[torch.Tensor],
+               v_state: list[torch.Tensor], t: int, eta: float, b1c: float = 0.9, b2c: float = 0.999) -> None:
+    """Step ``t`` (from 1) of Adam, as ``torch.optim.Adam`` does it (eps 1e-8, no weight decay)."""
+    with torch.no_grad():
+        for p, g, m, v in zip(params, grads, m_state, v_state):
+            m.mul_(b1c).add_(g, alpha=1 - b1c)
+            v.mul_(b2c).addcmul_(g, g, value=1 - b2c)
+            mh = m / (1 - b1c**t)
+            vh = v / (1 - b2c**t)
+            p.sub_(eta * mh / (vh.sqrt() + 1e-8))
+
+
+def _stacked_mlps(seeds: list[int], F: int, K: int, H: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The weights of ``make_classifier("mlp", F, K, H, random_state=s)`` for every seed, stacked for
+    batched products: ``W1`` (M, F, H), ``b1`` (M, 1, H), ``W2`` (M, H, K), ``b2`` (M, 1, K)."""
+    nets = [make_classifier("mlp", F, K, H, random_state=s, dtype=dtype) for s in seeds]
+    W1 = torch.stack([n[0].weight.detach().T for n in nets])
+    b1 = torch.stack([n[0].bias.detach() for n in nets])[:, None, :]
+    W2 = torch.stack([n[2].weight.detach().T for n in nets])
+    b2 = torch.stack([n[2].bias.detach() for n in nets])[:, None, :]
+    return [p.requires_grad_(True) for p in (W1, b1, W2, b2)]
+
+
 def train_mlp_ensemble(
     X: Any,
     targets: Any,
@@ -780,16 +818,8 @@ def train_mlp_ensemble(
     EnsembleFit. Deterministic for given arguments. The loop is written out (rather than
     ``torch.optim.Adam`` on ``M`` separate models) so that all models step as one batched tensor.
     """
-    Xt = as_tensor(X, "X", ndim=2).detach()
-    Q = as_tensor(targets, "targets", ndim=3).detach().to(Xt.dtype)
+    Xt, Q, seeds = _check_ensemble_data(X, targets, seeds)
     M, N, K = Q.shape
-    if N != Xt.shape[0]:
-        raise ValueError(f"targets must have one row per sample of X ({Xt.shape[0]}), got {N}")
-    if float(Q.min()) < -1e-9 or float((Q.sum(-1) - 1).abs().max()) > 1e-6:
-        raise ValueError("targets must hold probability distributions along the last axis")
-    seeds = [check_int(s, "seeds", minimum=0) for s in (seeds if not isinstance(seeds, int) else [seeds])]
-    if len(seeds) != M:
-        raise ValueError(f"seeds must have one entry per model ({M}), got {len(seeds)}")
     H = check_int(hidden, "hidden", minimum=1)
     n_ep = check_int(epochs, "epochs", minimum=1)
     eta = check_positive(lr, "lr")
@@ -798,20 +828,14 @@ def train_mlp_ensemble(
     Xte = as_tensor(X_test, "X_test", ndim=2).detach().to(Xt.dtype) if X_test is not None else None
     if Xte is not None and Xte.shape[1] != Xt.shape[1]:
         raise ValueError(f"X_test must have {Xt.shape[1]} columns like X, got {Xte.shape[1]}")
-
-    nets = [make_classifier("mlp", Xt.shape[1], K, H, random_state=s, dtype=Xt.dtype) for s in seeds]
-    W1 = torch.stack([n[0].weight.detach().T for n in nets]).requires_grad_(True)  # (M, F, H)
-    b1 = torch.stack([n[0].bias.detach() for n in nets])[:, None, :].requires_grad_(True)  # (M, 1, H)
-    W2 = torch.stack([n[2].weight.detach().T for n in nets]).requires_grad_(True)  # (M, H, K)
-    b2 = torch.stack([n[2].bias.detach() for n in nets])[:, None, :].requires_grad_(True)  # (M, 1, K)
-    params = [W1, b1, W2, b2]
+    params = _stacked_mlps(seeds, Xt.shape[1], K, H, Xt.dtype)
+    W1, b1, W2, b2 = params
 
     def logits(x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x @ W1 + b1) @ W2 + b2
 
     m_state = [torch.zeros_like(p) for p in params]
     v_state = [torch.zeros_like(p) for p in params]
-    b1c, b2c = 0.9, 0.999
     hist_ep, hist_te = [], []
     with single_threaded():
         for t in range(n_ep + 1):
@@ -827,14 +851,7 @@ def train_mlp_ensemble(
                 logp_noisy = torch.log((torch.softmax(z, -1) @ T).clamp_min(1e-300))
                 logp = torch.where(corr[:, None, None], logp_noisy, logp)
             loss = -(Q * logp).sum(-1).mean(-1).sum()  # sum over models of each model's mean loss
-            grads = torch.autograd.grad(loss, params)
-            with torch.no_grad():
-                for p, g, m, v in zip(params, grads, m_state, v_state):
-                    m.mul_(b1c).add_(g, alpha=1 - b1c)
-                    v.mul_(b2c).addcmul_(g, g, value=1 - b2c)
-                    mh = m / (1 - b1c ** (t + 1))
-                    vh = v / (1 - b2c ** (t + 1))
-                    p.sub_(eta * mh / (vh.sqrt() + 1e-8))
+            _adam_step(params, torch.autograd.grad(loss, params), m_state, v_state, t + 1, eta)
         with torch.no_grad():
             return EnsembleFit(
                 epoch=np.asarray(hist_ep, dtype=np.int64),

@@ -30,6 +30,7 @@ import torch
 # ------------------------------------------------------------------------------------------------
 
 # Imports of this section, kept inside it so that the helpers' sections merge cleanly.
+import functools  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any, Iterable  # noqa: E402
 
@@ -77,12 +78,19 @@ def _check_digit_classes(classes: Any) -> list[int]:
     return cls
 
 
+@functools.cache
 def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled digits (no download): raw pixels in [0, 16] (float64) and digits (int64)."""
+    """scikit-learn's bundled digits (no download): raw pixels in [0, 16] (float64) and digits (int64).
+
+    Read once per process (scikit-learn parses a text file on every call) and returned read-only.
+    """
     from sklearn.datasets import load_digits as _sklearn_digits
 
     data = _sklearn_digits()
-    return data.data.astype(np.float64), data.target.astype(np.int64)
+    X, y = data.data.astype(np.float64), data.target.astype(np.int64)
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
 
 
 @dataclass(frozen=True, eq=False)
