@@ -131,10 +131,20 @@ def make_classifier(kind: str = "linear", n_features: int = 64, n_classes: int =
                     random_state: int = 0, dtype: torch.dtype = torch.float64) -> nn.Module:
     """A classifier returning logits ``z`` (the distances are ``d = -z``).
 
-    ``kind="linear"``: ``z = W x + b`` (``nn.Linear``). ``kind="mlp"``: one hidden ReLU layer of
-    width ``hidden`` (``nn.Sequential(Linear, ReLU, Linear)``). PyTorch's default initialization
-    under ``random_state``, drawn in float32 and cast to ``dtype`` (so the weights do not depend on
-    the global default dtype), without touching the global random state.
+    ``kind="linear"``: ``z = W x + b`` (``nn.Linear``). ``kind="mlp"``: one hidden ReLU layer,
+    ``nn.Sequential(Linear, ReLU, Linear)``. PyTorch's default initialization under ``random_state``,
+    drawn in float32 and cast to ``dtype`` (so the weights do not depend on the global default
+    dtype), without touching the global random state.
+
+    Parameters
+    ----------
+    kind : "linear" or "mlp".
+    n_features : int >= 1. n_classes : int >= 2. hidden : int >= 1, width of the MLP's hidden layer.
+    random_state : int >= 0. dtype : torch.float32 or torch.float64.
+
+    Returns
+    -------
+    torch.nn.Module
     """
     if kind not in ("linear", "mlp"):
         raise ValueError(f"kind must be 'linear' or 'mlp', got {kind!r}")
@@ -487,9 +497,16 @@ def single_sample_step(model: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: f
     ``(||x_i||^2 + 1) r_ij``: in exact proportion to its responsibility. Hidden layers shared by the
     classes add off-diagonal terms, making the proportionality approximate.
 
-    ``param_names`` restricts the step to those parameters (names from ``model.named_parameters()``,
-    e.g. ``["2.weight", "2.bias"]`` for the output layer of the MLP of :func:`make_classifier`);
-    ``None`` steps all trainable parameters. Returns an (N, K) tensor in the model's dtype.
+    Parameters
+    ----------
+    model, X, y : as in :func:`train_classifier`.
+    lr : float > 0, the step.
+    param_names : names from ``model.named_parameters()`` to step (e.g. ``["2.weight", "2.bias"]``
+        for the output layer of the MLP of :func:`make_classifier`); None steps all trainable ones.
+
+    Returns
+    -------
+    tensor (N, K) in the model's dtype.
     """
     model = _check_model(model)
     X = _check_X(X, model)
@@ -583,7 +600,9 @@ def push_shares(delta_d: Any, r: Any, y: Any) -> PushShares:
 class PushPerClass:
     """Per class ``j``, how the change in ``d_j`` relates to ``r_j`` where ``j`` is wrong (:func:`push_per_class`).
 
-    Attributes (length-K numpy arrays; NaN where undefined)
+    All fields are length-K numpy arrays, NaN where undefined (fewer than two samples, or no spread).
+
+    Attributes
     ----------
     slope : least squares through the origin of ``delta_d[:, j]`` on ``r[:, j]``.
     corr : Pearson correlation of the two.
@@ -606,8 +625,15 @@ class PushPerClass:
 def push_per_class(delta_d: Any, r: Any, y: Any) -> PushPerClass:
     """Per class ``j``: how the change in ``d_j`` relates to ``r_j`` over the samples where ``j`` is wrong.
 
-    Takes the arguments of :func:`push_shares` (``delta_d`` and ``r`` of shape (N, K), labels ``y``)
-    and returns a :class:`PushPerClass`, built on the shares :func:`push_shares` computes.
+    Built on the shares :func:`push_shares` computes.
+
+    Parameters
+    ----------
+    delta_d, r, y : as in :func:`push_shares`.
+
+    Returns
+    -------
+    PushPerClass
     """
     dd, rr, yy = _push_inputs(delta_d, r, y)
     N, K = dd.shape
@@ -666,9 +692,20 @@ def train_soft_classifier(model: nn.Module, X: Any, q: Any, epochs: int = 300, l
     """Full-batch gradient descent on the mean soft cross-entropy *loss* ``mean_i [sum_j q_ij d_ij + L_i]``.
 
     ``d = -model(X)`` and ``L_i = log sum_j exp(-d_ij)`` (:func:`iemlib.objectives.soft_cross_entropy`,
-    written inline in the loop); ``q`` (N, K) soft targets with rows summing to one. Plain steps
-    ``theta <- theta - lr * grad`` (no momentum). Trains ``model`` in place, deterministically.
-    Returns a :class:`SoftTrainHistory`.
+    written inline in the loop). Plain steps ``theta <- theta - lr * grad`` (no momentum); trains
+    ``model`` in place, deterministically.
+
+    Parameters
+    ----------
+    model : torch.nn.Module returning (N, K) logits.
+    X : (N, F) inputs of the model's dtype.
+    q : (N, K) soft targets, rows summing to one.
+    epochs : int >= 1. lr : float > 0.
+    record_every : int >= 1; the last epoch is always recorded.
+
+    Returns
+    -------
+    SoftTrainHistory
     """
     model = _check_model(model)
     params = _trainable(model)
@@ -803,8 +840,8 @@ def train_mlp_ensemble(
     ----------
     X : (N, F) float inputs, shared by all models.
     targets : (M, N, K) float targets, one distribution per row (one-hot rows for hard labels).
-    seeds : M non-negative ints; model ``m`` starts as ``make_classifier("mlp", F, K, hidden,
-        random_state=seeds[m])``.
+    seeds : M non-negative ints, one per model
+        Model ``m`` starts as ``make_classifier("mlp", F, K, hidden, random_state=seeds[m])``.
     hidden : width of the hidden layer.
     epochs, lr : full-batch Adam steps (betas 0.9, 0.999, eps 1e-8) and step size.
     noise_matrix : optional (K, K) row-stochastic matrix ``T``; models with ``correct[m]`` true are
@@ -880,13 +917,24 @@ class MultilabelFit:
 
 def train_multilabel(X: Any, T: Any, kind: str = "sigmoid", epochs: int = 300, lr: float = 0.5,
                      random_state: int = 0) -> MultilabelFit:
-    """Full-batch gradient descent on a linear multi-label model ``Z = X W + b`` with 0/1 targets ``T`` (N, K).
+    """Full-batch gradient descent on a linear multi-label model ``Z = X W + b``.
 
     ``kind="sigmoid"`` minimizes the sum over labels of independent binary cross-entropies,
     ``softplus(z_j) - t_j z_j`` (no partition function); ``kind="softmax"`` minimizes the softmax
-    cross-entropy against the label set normalized to sum to one, ``-sum_j q_j log softmax(z)_j``
-    with ``q = T / max(|T|, 1)`` (labels compete; a point without labels contributes nothing).
-    ``W`` starts at ``0.01 N(0, 1)`` (seeded by ``random_state``), ``b`` at 0.
+    cross-entropy against the label set normalized to sum to one, ``-sum_j q_j log softmax(z)_j`` with
+    ``q = T / max(|T|, 1)`` (labels compete; a point without labels contributes nothing). Both losses
+    are averaged over the points.
+
+    Parameters
+    ----------
+    X : (N, F) inputs. T : (N, K) 0/1 targets.
+    kind : "sigmoid" or "softmax".
+    epochs : int >= 1. lr : float > 0.
+    random_state : int >= 0; ``W`` starts at ``0.01 N(0, 1)``, ``b`` at 0.
+
+    Returns
+    -------
+    MultilabelFit
     """
     if kind not in ("sigmoid", "softmax"):
         raise ValueError(f"kind must be 'sigmoid' or 'softmax', got {kind!r}")

@@ -121,13 +121,14 @@ class DigitSplit:
 class OpenSetDigits(DigitSplit):
     """:class:`DigitSplit` of the known digits plus the inputs of a closed-world check.
 
-    Attributes (besides those of :class:`DigitSplit`)
-    -------------------------------------------------
+    Attributes
+    ----------
+    X_train, X_test, y_train, y_test, mean, std, classes : as in :class:`DigitSplit` (the known digits).
     X_unknown : float tensor (M, 64): every image of the other digits, standardized with the known
         training statistics.
     digit_unknown : int64 tensor (M,): their digit values.
-    X_noise : float tensor (N_test, 64): uniform pixel noise on the raw range [0, 16], as many
-        images as there are test images, standardized the same way.
+    X_noise : float tensor (N_test, 64): uniform pixel noise on the raw range [0, 16], as many images
+        as there are test images, standardized the same way.
     """
 
     X_unknown: torch.Tensor
@@ -219,10 +220,19 @@ def load_digits_open_set(
 ) -> OpenSetDigits:
     """The digits split into a closed world (the ``known`` digits) and the rest, for open-set checks.
 
-    The known part is :func:`load_digits` with ``classes=known``; ``X_unknown`` holds every image
-    of the other digits and ``X_noise`` uniform pixel noise on the raw range [0, 16] (seeded by
-    ``random_state``, as many images as test images), both standardized with the known training
-    statistics. Returns an :class:`OpenSetDigits`.
+    The known part is :func:`load_digits` with ``classes=known``; ``X_unknown`` holds every image of
+    the other digits and ``X_noise`` uniform pixel noise on the raw range [0, 16], both standardized
+    with the known training statistics.
+
+    Parameters
+    ----------
+    known : iterable of at least two digits 0..9 (label ``i`` is digit ``known[i]``).
+    test_size : float in (0, 1). random_state : int >= 0, seeds the split and the noise.
+    dtype : torch.float32 or torch.float64.
+
+    Returns
+    -------
+    OpenSetDigits
     """
     split = load_digits(classes=known, test_size=test_size, random_state=random_state, dtype=dtype)
     X_raw, digit = _raw_digits()
@@ -243,9 +253,17 @@ def stack_digit_splits(seeds: Iterable[int] = range(5), test_size: float = 0.3,
     """Several stratified train/test splits of all ten digits, stacked along a leading axis.
 
     Split ``s`` is ``load_digits(test_size=test_size, random_state=seeds[s], dtype=dtype)``,
-    standardized with its own training statistics; stratification makes every split the same
-    size. Returns a :class:`DigitSplit` with ``X_train`` of shape (S, N, 64), ``y_train`` (S, N),
-    ``mean`` and ``std`` (S, 64), and so on.
+    standardized with its own training statistics; stratification makes every split the same size.
+
+    Parameters
+    ----------
+    seeds : non-empty iterable of ints >= 0, one split each.
+    test_size : float in (0, 1).
+    dtype : torch.float32 (default, as chapter 9 uses them) or torch.float64.
+
+    Returns
+    -------
+    DigitSplit with ``X_train`` (S, N, 64), ``y_train`` (S, N), ``mean`` and ``std`` (S, 64), and so on.
     """
     if isinstance(seeds, (str, bytes)):
         raise ValueError(f"seeds must be an iterable of non-negative integers, got {seeds!r}")
@@ -267,10 +285,21 @@ def stack_digit_splits(seeds: Iterable[int] = range(5), test_size: float = 0.3,
 # ---- out-of-distribution images ------------------------------------------------------------------
 def gaussian_noise_images(n: int = 300, n_features: int = DIGIT_PIXELS, scale: float = 1.0,
                           random_state: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``n`` noise "images" with i.i.d. ``N(0, scale^2)`` entries, in the *standardized* feature space.
+    """Noise "images" with i.i.d. ``N(0, scale^2)`` entries, in the *standardized* feature space.
 
-    With ``scale = 1`` every pixel has the training data's mean and spread, but no digit's shape.
-    Seeded by ``random_state`` through a private ``torch.Generator`` (the global state is untouched).
+    With ``scale = 1`` every pixel has the training data's mean and spread, but no digit's shape; the
+    same ``random_state`` gives the same draw, rescaled, at every ``scale``.
+
+    Parameters
+    ----------
+    n : int >= 1, number of images. n_features : int >= 1.
+    scale : float > 0, the standard deviation.
+    random_state : int >= 0, seeds a private ``torch.Generator`` (the global state is untouched).
+    dtype : torch.float32 or torch.float64.
+
+    Returns
+    -------
+    tensor (n, n_features)
     """
     n = check_int(n, "n", minimum=1)
     f = check_int(n_features, "n_features", minimum=1)
@@ -288,10 +317,19 @@ def _raw_images(x: Any, name: str = "x_raw") -> np.ndarray:
 
 
 def pixel_marginal_noise(x_ref: Any, n: int, random_state: int = 0) -> np.ndarray:
-    """``n`` images whose pixel ``p`` is drawn independently from the values of pixel ``p`` in ``x_ref`` (M, F).
+    """Images whose pixel ``p`` is drawn independently from the values of pixel ``p`` in ``x_ref``.
 
     Every pixel's distribution (mean, spread, range, the exact histogram) matches the reference
-    images; only the dependence between pixels, the digit's shape, is gone. Returns (n, F) float64.
+    images; only the dependence between pixels, the digit's shape, is gone.
+
+    Parameters
+    ----------
+    x_ref : (M, F) reference images. n : int >= 1, number of images drawn.
+    random_state : int >= 0.
+
+    Returns
+    -------
+    numpy float64 array (n, F)
     """
     X = as_numpy(x_ref, "x_ref", ndim=2)
     n = check_int(n, "n", minimum=1)
@@ -300,12 +338,21 @@ def pixel_marginal_noise(x_ref: Any, n: int, random_state: int = 0) -> np.ndarra
 
 
 def matched_gaussian_noise(x_ref: Any, n: int, random_state: int = 0, match_norm: bool = True) -> np.ndarray:
-    """``n`` Gaussian images with each pixel's mean and standard deviation taken from ``x_ref`` (M, F).
+    """Gaussian images with each pixel's mean and standard deviation taken from ``x_ref``.
 
     With ``match_norm`` each image's deviation from the mean image is rescaled so that its norm is
-    the norm of a randomly drawn reference image's deviation: the noise is then as far from the
-    mean image as the reference images are (independent per-pixel noise is otherwise shorter,
-    since real pixels are correlated). Returns (n, F) float64.
+    the norm of a randomly drawn reference image's deviation: the noise is then as far from the mean
+    image as the reference images are (independent per-pixel noise is otherwise shorter, since real
+    pixels are correlated).
+
+    Parameters
+    ----------
+    x_ref : (M, F) reference images. n : int >= 1. random_state : int >= 0.
+    match_norm : bool.
+
+    Returns
+    -------
+    numpy float64 array (n, F)
     """
     X = as_numpy(x_ref, "x_ref", ndim=2)
     n = check_int(n, "n", minimum=1)
@@ -322,7 +369,17 @@ def matched_gaussian_noise(x_ref: Any, n: int, random_state: int = 0, match_norm
 
 
 def occlude(x_raw: Any, size: int = 4, random_state: int = 0) -> np.ndarray:
-    """Each 8x8 image of ``x_raw`` (N, 64) with one ``size`` x ``size`` square set to 0 (background) at a random place."""
+    """Each 8x8 image with one ``size`` x ``size`` square set to 0 (background), at a random place.
+
+    Parameters
+    ----------
+    x_raw : (N, 64) raw images (pixels in [0, 16]); not modified.
+    size : int in 1..8. random_state : int >= 0.
+
+    Returns
+    -------
+    numpy float64 array (N, 64)
+    """
     X = _raw_images(x_raw).copy()
     s = check_int(size, "size", minimum=1)
     if s > 8:
@@ -337,7 +394,16 @@ def occlude(x_raw: Any, size: int = 4, random_state: int = 0) -> np.ndarray:
 
 
 def blur(x_raw: Any, width: int = 3) -> np.ndarray:
-    """Each 8x8 image of ``x_raw`` (N, 64) averaged over a ``width`` x ``width`` box (zero padding; ``width`` odd)."""
+    """Each 8x8 image averaged over a ``width`` x ``width`` box (zero padding outside the image).
+
+    Parameters
+    ----------
+    x_raw : (N, 64) raw images. width : odd int >= 1 (1 leaves the images as they are).
+
+    Returns
+    -------
+    numpy float64 array (N, 64)
+    """
     X = _raw_images(x_raw)
     w = check_int(width, "width", minimum=1)
     if w % 2 == 0:
@@ -352,9 +418,17 @@ def blur(x_raw: Any, width: int = 3) -> np.ndarray:
 
 
 def shuffle_pixels(x_raw: Any, random_state: int = 0) -> np.ndarray:
-    """Each image of ``x_raw`` (N, 64) with its pixels permuted at random (a fresh permutation per image).
+    """Each image with its pixels permuted at random (a fresh permutation per image).
 
     Keeps every image's set of pixel values, so its norm, mean and histogram, exactly.
+
+    Parameters
+    ----------
+    x_raw : (N, 64) raw images. random_state : int >= 0.
+
+    Returns
+    -------
+    numpy float64 array (N, 64)
     """
     X = _raw_images(x_raw)
     perm = np.argsort(np.random.default_rng(_check_seed(random_state)).random(X.shape), axis=1)
@@ -364,14 +438,24 @@ def shuffle_pixels(x_raw: Any, random_state: int = 0) -> np.ndarray:
 def digit_ood_sets(known: Iterable[int], random_state: int = 0, test_size: float = 0.3) -> DigitOODSets:
     """The digits split into a closed world (the ``known`` digits) and out-of-distribution sets.
 
-    Built on :func:`load_digits` with ``classes=known``. ``sets`` holds standardized images (with
-    the known training images' per-pixel statistics), in this order: ``"held-out known"`` (the
+    Built on :func:`load_digits` with ``classes=known``. ``sets`` holds standardized images (with the
+    known training images' per-pixel statistics), in this order: ``"held-out known"`` (the
     in-distribution test images, labels ``y_test``); ``"unknown digits"`` (every image of the other
-    digits); ``"pixel-marginal noise"`` and ``"matched Gaussian noise"`` (as many as held-out
-    images, :func:`pixel_marginal_noise` and :func:`matched_gaussian_noise` of the raw training
-    images); ``"occluded"`` (4x4 square), ``"blurred"`` (3x3 box) and ``"shuffled pixels"``
-    versions of the held-out images; ``"uniform noise"`` on the raw range [0, 16], far from every
-    digit after standardization. ``random_state`` seeds the split and every draw.
+    digits); ``"pixel-marginal noise"`` and ``"matched Gaussian noise"`` (as many as held-out images,
+    :func:`pixel_marginal_noise` and :func:`matched_gaussian_noise` of the raw training images);
+    ``"occluded"`` (4x4 square), ``"blurred"`` (3x3 box) and ``"shuffled pixels"`` versions of the
+    held-out images; ``"uniform noise"`` on the raw range [0, 16], far from every digit after
+    standardization.
+
+    Parameters
+    ----------
+    known : iterable of at least two digits 0..9.
+    random_state : int >= 0, seeds the split and every draw.
+    test_size : float in (0, 1).
+
+    Returns
+    -------
+    DigitOODSets
     """
     random_state = _check_seed(random_state)
     split = load_digits(classes=known, test_size=test_size, random_state=random_state)
@@ -406,8 +490,13 @@ def _check_rate(value: Any, name: str) -> float:
 def symmetric_noise_matrix(n_classes: int, rho: float) -> torch.Tensor:
     """``T[i, j] = P(noisy label j | true label i)`` under symmetric label noise of rate ``rho``.
 
-    ``1 - rho`` on the diagonal and ``rho / (K - 1)`` elsewhere; a (K, K) float64 tensor whose rows
-    sum to one.
+    Parameters
+    ----------
+    n_classes : int >= 2. rho : float in [0, 1].
+
+    Returns
+    -------
+    float64 tensor (K, K): ``1 - rho`` on the diagonal, ``rho / (K - 1)`` elsewhere; rows sum to one.
     """
     K = check_int(n_classes, "n_classes", minimum=2)
     p = _check_rate(rho, "rho")
@@ -420,8 +509,16 @@ def sample_noisy_labels(y: Any, n_classes: int, rho: float, random_state: int = 
     """Labels drawn under symmetric label noise of rate ``rho`` (the model of :func:`symmetric_noise_matrix`).
 
     Each label is kept with probability ``1 - rho`` and otherwise replaced by one of the ``K - 1``
-    other classes uniformly: ``(y + U{1, ..., K-1}) mod K``. Seeded by ``random_state`` through a
-    private ``torch.Generator``. Returns an int64 tensor of ``y``'s shape.
+    other classes uniformly: ``(y + U{1, ..., K-1}) mod K``.
+
+    Parameters
+    ----------
+    y : integer labels in ``[0, n_classes)``, any shape. n_classes : int >= 2. rho : float in [0, 1].
+    random_state : int >= 0, seeds a private ``torch.Generator``.
+
+    Returns
+    -------
+    int64 tensor of ``y``'s shape.
     """
     K = check_int(n_classes, "n_classes", minimum=2)
     p = _check_rate(rho, "rho")
@@ -438,9 +535,17 @@ def make_multilabel_task(n: int = 400, n_features: int = 5, n_labels: int = 4, r
                          dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthetic multi-label data: ``x ~ N(0, I)``, label ``j`` on when ``w_j . x + b_j > 0``.
 
-    ``w_j ~ N(0, I)`` and ``b_j ~ N(0, 1/4)`` are drawn with ``x`` from one ``torch.Generator``
-    seeded by ``random_state``. Returns ``(X, T)``: ``X`` (n, n_features) and 0/1 targets ``T``
-    (n, n_labels) of ``dtype``; a point can carry any number of labels, none included.
+    ``w_j ~ N(0, I)`` and ``b_j ~ N(0, 1/4)`` are drawn with ``x`` from one ``torch.Generator``; a
+    point can carry any number of labels, none included.
+
+    Parameters
+    ----------
+    n : int >= 1 points. n_features : int >= 1. n_labels : int >= 1.
+    random_state : int >= 0. dtype : torch.float32 or torch.float64.
+
+    Returns
+    -------
+    (X, T): ``X`` (n, n_features) and 0/1 targets ``T`` (n, n_labels), both of ``dtype``.
     """
     n = check_int(n, "n", minimum=1)
     f = check_int(n_features, "n_features", minimum=1)

@@ -95,11 +95,19 @@ def _as_float64(a: Any) -> np.ndarray:
 
 # ---- scores from logits --------------------------------------------------------------------------
 def max_softmax(z: Any) -> np.ndarray:
-    """Confidence ``max_j softmax(z)_j`` per row of the logits ``z`` (N, K), in ``[1/K, 1]`` (Hendrycks & Gimpel 2017).
+    """Confidence ``max_j softmax(z)_j`` per row of the logits (Hendrycks & Gimpel 2017).
 
-    Equal to the largest responsibility ``max_j r_j`` with ``d = -z``. Torch input:
-    ``torch.softmax`` then the maximum; numpy input: ``exp(max_j z_j - L)`` with
-    ``L = log sum_j exp(z_j)``. Returns (N,) float64.
+    Equal to the largest responsibility ``max_j r_j`` with ``d = -z``: higher means more confident.
+    Torch input: ``softmax`` then the maximum; numpy input: ``exp(max_j z_j - L)`` with
+    ``L = log sum_j exp(z_j)``.
+
+    Parameters
+    ----------
+    z : (N, K) logits, K >= 2, numpy array or torch tensor.
+
+    Returns
+    -------
+    numpy float64 array (N,), values in ``[1/K, 1]``.
     """
     z = _logits(z)
     if is_torch(z):
@@ -108,11 +116,20 @@ def max_softmax(z: Any) -> np.ndarray:
 
 
 def energy_score(z: Any, temperature: float = 1.0) -> np.ndarray:
-    """Negative free energy ``T log sum_j exp(z_j / T)`` per row of ``z`` (N, K) (Liu et al. 2020).
+    """Negative free energy ``T log sum_j exp(z_j / T)`` per row of the logits (Liu et al. 2020).
 
     With ``T = 1`` and ``z = -d`` it is the book's objective ``L = log sum_j exp(-d_j)`` (maximized):
     the log of the normalizer that softmax divides out, which keeps the absolute level of the logits
-    (how close an input is to *any* class). Returns (N,) float64.
+    (how close an input is to *any* class). Higher means more like the training data.
+
+    Parameters
+    ----------
+    z : (N, K) logits, K >= 2, numpy array or torch tensor.
+    temperature : float > 0, the ``T``.
+
+    Returns
+    -------
+    numpy float64 array (N,).
     """
     z = _logits(z)
     t = check_positive(temperature, "temperature")
@@ -124,6 +141,15 @@ def temperature_softmax_score(z: Any, temperature: float = 1000.0) -> np.ndarray
 
     For large ``T``, ``max softmax(z/T) ~ 1/K + (z_max - mean_j z_j) / (K T)``: the ranking tends to
     that of the gap between the top logit and the mean logit (Liang et al. 2018, their eq. 3).
+
+    Parameters
+    ----------
+    z : (N, K) logits, K >= 2, numpy array or torch tensor.
+    temperature : float > 0, the ``T``.
+
+    Returns
+    -------
+    numpy float64 array (N,).
     """
     z = _logits(z)
     t = check_positive(temperature, "temperature")
@@ -136,8 +162,19 @@ def odin_score(model: nn.Module, x: Any, temperature: float = 1000.0, epsilon: f
     ``x' = x - epsilon * sign(grad_x ell(x))`` with ``ell(x) = -log max_j softmax(model(x) / T)_j``,
     the loss of the predicted class at temperature ``T`` (minimized: the step *raises* the
     confidence); the score is ``max_j softmax(model(x') / T)_j``, computed from the logits in float64
-    numpy. With ``epsilon = 0`` it is :func:`temperature_softmax_score` of ``model(x)``. ``x`` is in
-    the model's input space, so ``epsilon`` is in those units. The model is not modified.
+    numpy. With ``epsilon = 0`` it is :func:`temperature_softmax_score` of ``model(x)``. The model is
+    not modified.
+
+    Parameters
+    ----------
+    model : torch.nn.Module mapping (N, F) inputs to (N, K) logits.
+    x : (N, F) inputs in the model's input space (so ``epsilon`` is in those units).
+    temperature : float > 0.
+    epsilon : float >= 0, the size of the perturbation.
+
+    Returns
+    -------
+    numpy float64 array (N,).
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -161,13 +198,22 @@ def _known_distances(d_known: Any, tau: Any) -> tuple[Any, float]:
 
 
 def reject_responsibility(d_known: Any, tau: float) -> np.ndarray:
-    """Responsibility ``r_0`` of a reject component at distance ``tau`` beside the known distances ``d_known`` (N, K).
+    """Responsibility ``r_0`` of a reject component at distance ``tau`` beside the known components.
 
     ``r_0 = exp(-tau) / (exp(-tau) + sum_k exp(-d_k)) = sigmoid(-tau - L)`` with
     ``L = log sum_k exp(-d_k)`` the objective of the known components: a fixed, decreasing function
-    of ``L``, so as a ranking score it is equivalent to ``-L``; ``tau`` only sets where
-    ``r_0 = 1/2`` (at ``L = -tau``). ``1 - r_0`` rounds to 0 in float64 once ``tau + L < -37``: rank
-    by :func:`reject_log_odds` instead. Returns (N,) float64.
+    of ``L``, so as a ranking score it is equivalent to ``-L``; ``tau`` only sets where ``r_0 = 1/2``
+    (at ``L = -tau``). ``1 - r_0`` rounds to 0 in float64 once ``tau + L < -37``: rank by
+    :func:`reject_log_odds` instead.
+
+    Parameters
+    ----------
+    d_known : (N, K) distances ``d = -z`` of the known classes, numpy array or torch tensor.
+    tau : finite float, the reject component's distance.
+
+    Returns
+    -------
+    numpy float64 array (N,), values in [0, 1].
     """
     d, t = _known_distances(d_known, tau)
     L = _objective("lse")(d, dim=1)
@@ -181,9 +227,18 @@ def reject_responsibility(d_known: Any, tau: float) -> np.ndarray:
 def reject_log_odds(d_known: Any, tau: float) -> np.ndarray:
     """``log((1 - r_0) / r_0) = tau + L`` for a reject component at distance ``tau`` (see :func:`reject_responsibility`).
 
-    ``L = log sum_k exp(-d_k)`` over the known distances ``d_known`` (N, K). The log-odds never
-    saturates, whereas ``1 - r_0`` rounds to 0 in float64 once ``tau + L < -37``; both rank inputs
-    exactly as ``L`` does. Returns (N,) float64.
+    The log-odds never saturates, whereas ``1 - r_0`` rounds to 0 in float64 once ``tau + L < -37``;
+    both rank inputs exactly as ``L = log sum_k exp(-d_k)`` does. Higher means more like the
+    training data.
+
+    Parameters
+    ----------
+    d_known : (N, K) distances of the known classes, numpy array or torch tensor.
+    tau : finite float.
+
+    Returns
+    -------
+    numpy float64 array (N,).
     """
     d, t = _known_distances(d_known, tau)
     return _as_float64(t + _objective("lse")(d, dim=1))
@@ -208,8 +263,17 @@ class ClassGaussians:
     shared: bool
 
     def energies(self, features: Any) -> np.ndarray:
-        """(N, K) squared Mahalanobis distances of ``features`` (N, F) to each class, plus
-        ``log det Sigma_k`` when the covariances are not shared (the volume term)."""
+        """Squared Mahalanobis distances to each class, plus ``log det Sigma_k`` when the covariances
+        are not shared (the volume term).
+
+        Parameters
+        ----------
+        features : (N, F) float array or tensor.
+
+        Returns
+        -------
+        numpy float64 array (N, K).
+        """
         X = as_numpy(features, "features", ndim=2)
         if X.shape[1] != self.means.shape[1]:
             raise ValueError(f"features must have {self.means.shape[1]} columns like the fitted means, got {X.shape[1]}")
@@ -224,13 +288,25 @@ class ClassGaussians:
 
 def fit_class_gaussians(features: Any, y: Any, n_classes: int, shared: bool = True,
                         shrinkage: float = 0.1) -> ClassGaussians:
-    """Fit one Gaussian per class to ``features`` (N, F) with labels ``y`` (N,).
+    """Fit one Gaussian per class to features with labels (Lee et al. 2018).
 
-    ``shared=True`` ties the covariance (the pooled within-class covariance, as Lee et al. 2018 and
-    linear discriminant analysis); ``shared=False`` fits one per class (quadratic discriminant
-    analysis). Each maximum-likelihood covariance (divided by the number of samples) is shrunk
-    towards a multiple of the identity, ``(1 - s) Sigma + s (tr Sigma / F) I`` with ``s = shrinkage``
-    in (0, 1], so that it is invertible even for constant features or fewer samples than dimensions.
+    ``shared=True`` ties the covariance (the pooled within-class covariance, as Lee et al. and linear
+    discriminant analysis); ``shared=False`` fits one per class (quadratic discriminant analysis).
+    Each maximum-likelihood covariance (divided by the number of samples) is shrunk towards a
+    multiple of the identity, ``(1 - s) Sigma + s (tr Sigma / F) I``, so that it is invertible even
+    for constant features or fewer samples than dimensions.
+
+    Parameters
+    ----------
+    features : (N, F) float array or tensor.
+    y : (N,) integer labels in ``[0, n_classes)``; every class must occur.
+    n_classes : int >= 2.
+    shared : bool, one covariance for all classes.
+    shrinkage : float in (0, 1], the ``s``.
+
+    Returns
+    -------
+    ClassGaussians
     """
     X = as_numpy(features, "features", ndim=2)
     K = check_int(n_classes, "n_classes", minimum=2)
@@ -269,6 +345,15 @@ def mahalanobis_score(features: Any, gaussians: ClassGaussians) -> np.ndarray:
     Mahalanobis distance (Lee et al. 2018, without their input preprocessing or layer ensemble).
     Per-class covariances: ``max_k -[(x - mu_k)^T P_k (x - mu_k) + log det Sigma_k]``, twice the
     largest class-conditional Gaussian log-density up to a constant, so the volume term counts.
+
+    Parameters
+    ----------
+    features : (N, F) float array or tensor.
+    gaussians : ClassGaussians of :func:`fit_class_gaussians`, fitted on F features.
+
+    Returns
+    -------
+    numpy float64 array (N,).
     """
     if not isinstance(gaussians, ClassGaussians):
         raise ValueError(f"gaussians must be a ClassGaussians (from fit_class_gaussians), got {type(gaussians).__name__}")
@@ -284,8 +369,18 @@ def auroc(scores_in: Any, scores_out: Any) -> float:
     """Area under the ROC curve of a score, in-distribution (``scores_in``) being the positive class.
 
     ``P(s_in > s_out) + P(s_in = s_out) / 2`` over all pairs, computed from average ranks (the
-    Mann-Whitney statistic): 1 separates perfectly, 0.5 is chance, 0 is perfectly inverted. Equals
-    ``sklearn.metrics.roc_auc_score`` on the concatenated scores (to rounding).
+    Mann-Whitney statistic, one rounding at the end): 1 separates perfectly, 0.5 is chance, 0 is
+    perfectly inverted. Equals ``sklearn.metrics.roc_auc_score`` on the concatenated scores to
+    rounding (scikit-learn integrates the curve and may differ in the last bit).
+
+    Parameters
+    ----------
+    scores_in : (n_in,) scores of in-distribution inputs (higher = more in-distribution).
+    scores_out : (n_out,) scores of out-of-distribution inputs.
+
+    Returns
+    -------
+    float in [0, 1].
     """
     a, b = _score_pair(scores_in, scores_out)
     both = np.concatenate([a, b])
@@ -303,6 +398,15 @@ def fpr_at_tpr(scores_in: Any, scores_out: Any, tpr: float = 0.95) -> float:
     The threshold ``t`` is the largest value with ``mean(scores_in >= t) >= tpr`` (the
     ``ceil(tpr * n_in)``-th largest in-distribution score); the result is ``mean(scores_out >= t)``,
     the share of out-of-distribution inputs accepted. 0 is perfect, lower is better.
+
+    Parameters
+    ----------
+    scores_in : (n_in,) in-distribution scores. scores_out : (n_out,) out-of-distribution scores.
+    tpr : float in (0, 1], the true-positive rate kept.
+
+    Returns
+    -------
+    float in [0, 1].
     """
     a, b = _score_pair(scores_in, scores_out)
     p = check_positive(tpr, "tpr")
@@ -314,9 +418,18 @@ def fpr_at_tpr(scores_in: Any, scores_out: Any, tpr: float = 0.95) -> float:
 
 
 def reject_threshold(train_scores: Any, quantile: float = 0.05) -> float:
-    """The threshold below which an input is rejected: the ``quantile`` of the training scores (N,).
+    """The threshold below which an input is rejected: the ``quantile`` of the training scores.
 
     By construction about ``quantile`` of the training inputs are rejected.
+
+    Parameters
+    ----------
+    train_scores : (N,) scores of the training inputs (higher = more in-distribution).
+    quantile : float in (0, 1).
+
+    Returns
+    -------
+    float
     """
     s = as_numpy(train_scores, "train_scores", ndim=1)
     q = check_positive(quantile, "quantile")
@@ -393,9 +506,20 @@ def _check_level(level: Any) -> float:
 def bootstrap_mean_ci(values: Any, n_boot: int = 2000, level: float = 0.95, random_state: int = 0) -> ConfidenceInterval:
     """Mean of ``values`` (one per run: a split and a seed) and its percentile bootstrap interval.
 
-    Resamples the runs with replacement ``n_boot`` times. With the runs independent (a fresh split
-    and seed each) the interval covers split-to-split and test-sample variation together; with few
-    runs it is narrower than the truth: report the runs.
+    Resamples the runs with replacement ``n_boot`` times. With the runs independent (a fresh split and
+    seed each) the interval covers split-to-split and test-sample variation together; with few runs
+    it is narrower than the truth: report the runs.
+
+    Parameters
+    ----------
+    values : (R,) one value per run.
+    n_boot : int >= 1, bootstrap replicates.
+    level : float in (0, 1), the coverage.
+    random_state : int >= 0, seed of the resampling.
+
+    Returns
+    -------
+    ConfidenceInterval (``estimate`` is the mean of ``values``).
     """
     v = as_numpy(values, "values", ndim=1)
     B = check_int(n_boot, "n_boot", minimum=1)
@@ -410,9 +534,18 @@ def bootstrap_metric_ci(scores_in: Any, scores_out: Any, metric: Callable[[np.nd
                         n_boot: int = 1000, level: float = 0.95, random_state: int = 0) -> ConfidenceInterval:
     """A metric of one run (e.g. :func:`auroc`) and its percentile bootstrap interval over the test samples.
 
-    In- and out-of-distribution scores are resampled separately (stratified), ``n_boot`` times;
-    ``estimate`` is the metric on the full samples. The interval covers test-sample noise only: it
-    says nothing about another split or seed.
+    In- and out-of-distribution scores are resampled separately (stratified), ``n_boot`` times. The
+    interval covers test-sample noise only: it says nothing about another split or seed.
+
+    Parameters
+    ----------
+    scores_in, scores_out : (n_in,) and (n_out,) scores.
+    metric : callable ``(scores_in, scores_out) -> float``.
+    n_boot : int >= 1. level : float in (0, 1). random_state : int >= 0.
+
+    Returns
+    -------
+    ConfidenceInterval (``estimate`` is the metric on the full samples).
     """
     a, b = _score_pair(scores_in, scores_out)
     if not callable(metric):
@@ -449,11 +582,20 @@ class MultilabelScores:
 
 
 def multilabel_scores(Z: Any, T: Any, kind: str = "sigmoid") -> MultilabelScores:
-    """Held-out quality of a multi-label model's logits ``Z`` against 0/1 targets ``T``, both (N, K).
+    """Held-out quality of a multi-label model's logits against 0/1 targets.
 
     Decision rules: ``"sigmoid"`` predicts label ``j`` when ``sigmoid(z_j) > 1/2``; ``"softmax"``
     (trained against the normalized label set) predicts ``j`` when ``softmax(z)_j > 1 / (2K)``, half
     the smallest non-zero target it was trained on, so it always predicts at least one label.
+
+    Parameters
+    ----------
+    Z : (N, K) logits. T : (N, K) 0/1 targets.
+    kind : "sigmoid" or "softmax".
+
+    Returns
+    -------
+    MultilabelScores
     """
     if kind not in ("sigmoid", "softmax"):
         raise ValueError(f"kind must be 'sigmoid' or 'softmax', got {kind!r}")

@@ -119,7 +119,16 @@ class ResponsibilityHook:
         self.grad: torch.Tensor | None = None
 
     def watch(self, d: torch.Tensor) -> torch.Tensor:
-        """Register the hook on ``d`` (a floating-point tensor that requires grad) and return ``d``."""
+        """Register the hook on ``d`` and return ``d`` unchanged.
+
+        Parameters
+        ----------
+        d : floating-point tensor (..., K) of distances that requires grad.
+
+        Returns
+        -------
+        d itself.
+        """
         if not is_torch(d) or not torch.is_floating_point(d):
             raise ValueError(f"d must be a floating-point torch tensor, got {type(d).__name__}")
         if not d.requires_grad:
@@ -134,18 +143,35 @@ class ResponsibilityHook:
         return d
 
     def responsibilities(self, targets: Any = None, scale: float = 1.0) -> torch.Tensor:
-        """Responsibilities from the last recorded gradient (see :func:`responsibilities_from_gradient`)."""
+        """Responsibilities from the last recorded gradient.
+
+        Parameters
+        ----------
+        targets, scale : as in :func:`responsibilities_from_gradient`.
+
+        Returns
+        -------
+        tensor of the recorded gradient's shape.
+        """
         if self.grad is None:
             raise ValueError("no gradient recorded yet: call watch(d) and run a backward pass first")
         return responsibilities_from_gradient(self.grad, targets=targets, scale=scale)
 
 
 def responsibility_defect(r: ArrayLike) -> float:
-    """How far the rows of ``r`` (..., K) are from probability distributions: ``max(|sum_j r_j - 1|, -min r)``.
+    """How far the rows of ``r`` are from probability distributions: ``max(|sum_j r_j - 1|, -min r)``.
 
     About machine precision when ``r`` came from the gradient of a log-sum-exp loss; large when the
     loss has no partition function (independent sigmoids, for instance), where the same recipe
     recovers numbers that are not responsibilities.
+
+    Parameters
+    ----------
+    r : (..., K) float array or tensor.
+
+    Returns
+    -------
+    float >= 0
     """
     rr = as_numpy(r, "r", min_ndim=1)
     return float(max(np.max(np.abs(rr.sum(-1) - 1.0)), max(0.0, -float(rr.min()))))
@@ -178,9 +204,15 @@ class Specialization:
 
 
 def specialization(r: ArrayLike) -> Specialization:
-    """Specialization statistics of a responsibility matrix ``r`` (N, K) whose rows are distributions.
+    """Specialization statistics of a responsibility matrix whose rows are distributions.
 
-    Returns a :class:`Specialization` (per-point entropies, effective numbers of components, usage).
+    Parameters
+    ----------
+    r : (N, K) responsibilities (rows non-negative, summing to one within 1e-6).
+
+    Returns
+    -------
+    Specialization: per-point entropies, effective numbers of components, usage.
     """
     rr = as_numpy(r, "r", ndim=2)
     _check_probability_rows(rr, "r", tol=1e-6)
@@ -235,17 +267,24 @@ def _check_unit_interval(value: Any, name: str) -> float:
 
 def detect_degeneration(r: ArrayLike, dead_fraction: float = 0.1, dominant_share: float = 0.75,
                         blur_entropy: float = 0.9) -> Degeneration:
-    """Flag a degenerate mixture from its responsibilities ``r`` (N, K).
+    """Flag a degenerate mixture from its responsibilities.
 
     * a component is **dead** when its usage (mean responsibility) is below ``dead_fraction / K``:
-      it explains almost nothing and, since its gradient is weighted by its responsibilities, it
-      also learns almost nothing;
+      it explains almost nothing and, since its gradient is weighted by its responsibilities, it also
+      learns almost nothing;
     * a component **dominates** when its usage exceeds ``dominant_share``;
     * the mixture is **unspecialized** when the mean normalized responsibility entropy exceeds
-      ``blur_entropy``: every point is split almost evenly, the responsibilities carry no
-      assignment (the blur of chapter 9's mixture without a volume term).
+      ``blur_entropy``: every point is split almost evenly, the responsibilities carry no assignment
+      (the blur of chapter 9's mixture without a volume term).
 
-    Returns a :class:`Degeneration`.
+    Parameters
+    ----------
+    r : (N, K) responsibilities.
+    dead_fraction : float > 0. dominant_share : float in (0, 1). blur_entropy : float in (0, 1).
+
+    Returns
+    -------
+    Degeneration
     """
     df = check_positive(dead_fraction, "dead_fraction")
     ds = _check_unit_interval(dominant_share, "dominant_share")

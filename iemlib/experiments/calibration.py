@@ -82,10 +82,20 @@ def train_scale_runs(kind: str, data: DigitSplit, *, epochs: int = 1000, lr: flo
     ``kind="prototype"``: logits ``z_j = -a^2 ||x - mu_j||^2 / 2`` (distances ``d = -z``), one
     prototype per class started at the class mean and one learned scale ``a`` started at 1 (the model
     of :class:`iemlib.classifiers.PrototypeClassifier`); its scale is ``a^2``. ``kind="linear"``:
-    ``z = W x + b``, ``W`` started at ``0.01 N(0, 1)`` (seeded by ``random_state``), its scale
-    ``||W||_F``. ``data`` holds the stacked splits of :func:`iemlib.data.stack_digit_splits`. The loss
-    minimized is the sum over splits of each split's mean cross-entropy. Records at every step in
-    ``record_at``; returns a :class:`ScaleRuns`.
+    ``z = W x + b``, ``W`` started at ``0.01 N(0, 1)``, its scale ``||W||_F``. The loss minimized is
+    the sum over splits of each split's mean cross-entropy.
+
+    Parameters
+    ----------
+    kind : "prototype" or "linear".
+    data : the stacked :class:`~iemlib.data.DigitSplit` of :func:`iemlib.data.stack_digit_splits`.
+    epochs : int >= 1. lr : float > 0.
+    record_at : steps (0..epochs) at which the records are taken.
+    random_state : int >= 0, seeds the linear model's ``W``.
+
+    Returns
+    -------
+    ScaleRuns
     """
     if kind not in SCALE_MODELS:
         raise ValueError(f"kind must be one of {SCALE_MODELS}, got {kind!r}")
@@ -151,9 +161,19 @@ def confidence_vs_noise_scale(model: nn.Module, scales: Any, n: int = 300, n_fea
                               random_state: int = 0) -> NoiseConfidence:
     """Median max-softmax and median ``L`` of a classifier on noise images of growing amplitude.
 
-    For each amplitude ``s`` in ``scales``, ``n`` images of :func:`iemlib.data.gaussian_noise_images`
-    (``N(0, s^2)`` per standardized pixel, seeded by ``random_state``, the same draw rescaled) are
-    scored by ``model`` (not modified). Returns a :class:`NoiseConfidence`.
+    For each amplitude ``s``, ``n`` images of :func:`iemlib.data.gaussian_noise_images` (``N(0, s^2)``
+    per standardized pixel, the same draw rescaled) are scored by ``model`` (not modified).
+
+    Parameters
+    ----------
+    model : torch.nn.Module returning logits.
+    scales : (A,) positive amplitudes.
+    n : int >= 1 images per amplitude. n_features : the model's input width.
+    random_state : int >= 0.
+
+    Returns
+    -------
+    NoiseConfidence
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -98,6 +98,17 @@ def digit_open_set_run(random_state: int, n_known: int = 6, mlp_epochs: int = 20
     ``proto_epochs``) and the same with a :class:`~iemlib.classifiers.RejectOption` at distance
     ``tau``; fitted in closed form: class Gaussians on the MLP's hidden features and on the pixels
     (shrinkage 0.1). In-distribution (the positive class) is the held-out known digits.
+
+    Parameters
+    ----------
+    random_state : int >= 0.
+    n_known : int in 2..9, the number of known digits.
+    mlp_epochs, proto_epochs : int >= 1.
+    tau : finite float, the reject component's distance.
+
+    Returns
+    -------
+    OpenSetRun
     """
     random_state = check_int(random_state, "random_state", minimum=0)
     K = check_int(n_known, "n_known", minimum=2)
