@@ -144,12 +144,12 @@ def temperature_softmax_score(z: Any, temperature: float = 1000.0) -> np.ndarray
 
     Parameters
     ----------
-    z : (N, K) logits, K >= 2, numpy array or torch tensor.
-    temperature : float > 0, the ``T``.
+    z : logits of shape (N, K) with K >= 2 (torch or numpy)
+    temperature : float > 0; ODIN's default is 1000
 
     Returns
     -------
-    numpy float64 array (N,).
+    float64 numpy array (N,) with values in ``[1/K, 1]``.
     """
     z = _logits(z)
     t = check_positive(temperature, "temperature")
@@ -180,7 +180,8 @@ def odin_score(model: nn.Module, x: Any, temperature: float = 1000.0, epsilon: f
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     t = check_positive(temperature, "temperature")
     eps = check_positive(epsilon, "epsilon", allow_zero=True)
-    xt = as_tensor(x, "x", ndim=2).detach().to(next(model.parameters()).dtype)
+    xt = as_tensor(x, "x", ndim=2).detach()
+    xt = xt.to(next(model.parameters(), xt).dtype)
     if eps > 0:
         with torch.enable_grad():
             xv = xt.clone().requires_grad_(True)
