@@ -8,17 +8,20 @@ tasks; the digits and images derived from them.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from typing import Any, Iterable
+
 import numpy as np
 import torch
+
+from ._validation import as_float_array, as_numpy, check_int, check_labels, check_positive, is_torch
+from .mixture import MixtureParams, check_mixture
+
 
 # ------------------------------------------------------------------------------------------------
 # Gaussian mixtures with full covariances (chapters 2 and 4)
 # ------------------------------------------------------------------------------------------------
-
-from typing import Any  # noqa: E402  (mixture section)
-
-from ._validation import check_int, check_positive  # noqa: E402
-from .mixture import MixtureParams, check_mixture  # noqa: E402
 
 
 def sample_gaussian_mixture(
@@ -108,9 +111,6 @@ def make_gaussian_mixture(
 # Isotropic clusters, outliers, multi-label tasks (chapters 1, 3, 7, 9)
 # ------------------------------------------------------------------------------------------------
 
-from typing import Any  # noqa: E402  (imports of this section kept in it, so that the sections merge cleanly)
-
-from ._validation import as_float_array, check_int, check_positive  # noqa: E402
 
 #: The three well-separated cluster centres of chapters 7, 9 and 10.
 CLUSTER_MEANS: tuple[tuple[float, float], ...] = ((-3.0, 0.0), (3.0, 0.0), (0.0, 4.5))
@@ -200,12 +200,6 @@ def make_clusters_with_outliers(
 # Digits, and images derived from them (chapters 6, 9, 10)
 # ------------------------------------------------------------------------------------------------
 
-# Imports of this section, kept inside it so that the helpers' sections merge cleanly.
-import functools  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any, Iterable  # noqa: E402
-
-from ._validation import as_numpy, check_int, check_labels, check_positive, is_torch  # noqa: E402
 
 #: Pixels of a flattened 8x8 digit.
 DIGIT_PIXELS = 64

@@ -6,15 +6,21 @@ calibration and out-of-distribution scores with their bootstrap intervals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
 import torch
+from torch import nn
+
+from ._validation import as_float_array, as_numpy, as_tensor, check_int, check_labels, check_positive
+from ._validation import is_torch, to_numpy
+from .objectives import lse, responsibilities
+
 
 # ------------------------------------------------------------------------------------------------
 # Entropies of responsibilities
 # ------------------------------------------------------------------------------------------------
-from typing import Any  # noqa: E402  (imports of this section kept in it, so that the sections merge cleanly)
-
-from ._validation import as_numpy  # noqa: E402
 
 
 def responsibility_entropy(r: Any) -> float | np.ndarray:
@@ -58,52 +64,6 @@ def responsibility_entropy(r: Any) -> float | np.ndarray:
 # torch operations in its own dtype, a numpy array with numpy operations in float64 (the two routes
 # agree to a few ulps).
 
-# Imports of this section, kept inside it so that the helpers' sections merge cleanly.
-import functools  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any, Callable  # noqa: E402
-
-from torch import nn  # noqa: E402
-
-from ._validation import as_float_array, as_numpy, as_tensor, check_int, check_labels, check_positive  # noqa: E402
-from ._validation import is_torch, to_numpy  # noqa: E402
-
-
-@functools.cache
-def _objective(name: str) -> Callable[..., Any]:
-    """``iemlib.objectives.lse`` or ``iemlib.objectives.responsibilities`` (CORE's module).
-
-    NOTE(clf): iemlib.objectives is written by the CORE helper and is not on this branch yet. Until
-    it is merged, the fallback below stands in with a copy of the legacy behaviour (torch:
-    ``torch.logsumexp(-d)`` / ``torch.softmax(-d)``; numpy: shifted by ``min d``). Delete the
-    fallback once ``iemlib/objectives.py`` exists.
-    """
-    try:
-        from . import objectives
-
-        return getattr(objectives, name)
-    except ImportError:  # pragma: no cover - removed at the merge
-        pass
-
-    def lse(d: Any, dim: int = -1) -> Any:
-        d = as_float_array(d, "d", min_ndim=1)
-        if is_torch(d):
-            return torch.logsumexp(-d, dim=dim)
-        m = np.min(d, axis=dim, keepdims=True)
-        with np.errstate(over="ignore"):
-            out = -m + np.log(np.sum(np.exp(-(d - m)), axis=dim, keepdims=True))
-        return np.squeeze(out, axis=dim)
-
-    def responsibilities(d: Any, dim: int = -1) -> Any:
-        d = as_float_array(d, "d", min_ndim=1)
-        if is_torch(d):
-            return torch.softmax(-d, dim=dim)
-        with np.errstate(over="ignore"):
-            e = np.exp(-(d - np.min(d, axis=dim, keepdims=True)))
-        return e / np.sum(e, axis=dim, keepdims=True)
-
-    return {"lse": lse, "responsibilities": responsibilities}[name]
-
 
 def _logits(z: Any, name: str = "z") -> Any:
     """Validated (N, K >= 2) logits: a detached tensor (its dtype kept) or a float64 numpy array."""
@@ -135,8 +95,8 @@ def max_softmax(z: Any) -> np.ndarray:
     """
     z = _logits(z)
     if is_torch(z):
-        return _as_float64(_objective("responsibilities")(-z, dim=1).max(dim=1).values)
-    return np.exp(z.max(1) - _objective("lse")(-z, dim=1))
+        return _as_float64(responsibilities(-z, dim=1).max(dim=1).values)
+    return np.exp(z.max(1) - lse(-z, dim=1))
 
 
 def energy_score(z: Any, temperature: float = 1.0) -> np.ndarray:
@@ -157,7 +117,7 @@ def energy_score(z: Any, temperature: float = 1.0) -> np.ndarray:
     """
     z = _logits(z)
     t = check_positive(temperature, "temperature")
-    return _as_float64(t * _objective("lse")(-(z / t), dim=1))
+    return _as_float64(t * lse(-(z / t), dim=1))
 
 
 def temperature_softmax_score(z: Any, temperature: float = 1000.0) -> np.ndarray:
@@ -241,7 +201,7 @@ def reject_responsibility(d_known: Any, tau: float) -> np.ndarray:
     numpy float64 array (N,), values in [0, 1].
     """
     d, t = _known_distances(d_known, tau)
-    L = _objective("lse")(d, dim=1)
+    L = lse(d, dim=1)
     if is_torch(d):
         return _as_float64(torch.sigmoid(-t - L))
     u = -t - L
@@ -266,7 +226,7 @@ def reject_log_odds(d_known: Any, tau: float) -> np.ndarray:
     numpy float64 array (N,).
     """
     d, t = _known_distances(d_known, tau)
-    return _as_float64(t + _objective("lse")(d, dim=1))
+    return _as_float64(t + lse(d, dim=1))
 
 
 # ---- scores from features: class Gaussians (Lee et al. 2018) -----------------------------------
@@ -628,7 +588,7 @@ def multilabel_scores(Z: Any, T: Any, kind: str = "sigmoid") -> MultilabelScores
     T = as_tensor(T, "T", ndim=2).to(Z.dtype)
     if tuple(T.shape) != tuple(Z.shape):
         raise ValueError(f"T must have the shape of Z {tuple(Z.shape)}, got {tuple(T.shape)}")
-    pred = Z > 0 if kind == "sigmoid" else _objective("responsibilities")(-Z, dim=1) > 1.0 / (2 * Z.shape[1])
+    pred = Z > 0 if kind == "sigmoid" else responsibilities(-Z, dim=1) > 1.0 / (2 * Z.shape[1])
     t = T > 0.5
     has = t.any(1)
     none = ~pred.any(1)

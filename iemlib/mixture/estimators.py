@@ -24,7 +24,8 @@ import torch
 from .._validation import check_int, check_positive
 from ..runtime import single_threaded
 from ._checks import check_covariance_type, check_covariances, check_means, check_weights, check_X
-from ._phase_a import lse, responsibility_entropy
+from ..metrics import responsibility_entropy
+from ..objectives import lse
 from ._kernels import covariance_from_raw, from_unconstrained, to_unconstrained, torch_distances
 from .gaussian import (
     MixtureParams,

@@ -37,7 +37,7 @@ from ._checks import (
     check_X,
 )
 from ._kernels import LOG_2PI, diagonal_terms, torch_distances
-from ._phase_a import lse, responsibilities
+from ..objectives import lse, responsibilities
 
 __all__ = [
     "COVARIANCE_TYPES", "MixtureParams", "Start", "check_mixture", "random_start", "batched_starts",

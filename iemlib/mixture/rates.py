@@ -20,7 +20,7 @@ import torch
 
 from .._validation import check_positive
 from ._checks import check_batch, check_params, check_X
-from ._phase_a import lse
+from ..objectives import lse
 from ._kernels import as_tensor64, batched_torch_distances, batched_torch_m_step, torch_distances
 from .gaussian import MixtureParams, e_step, m_step
 
