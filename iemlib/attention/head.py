@@ -260,6 +260,14 @@ def _promote(arrays: tuple[Any, ...], detach: bool) -> tuple[list[torch.Tensor],
     return out, any_torch
 
 
+def _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal) -> tuple[list[torch.Tensor], torch.Tensor, bool]:
+    """Validated, detached tensors ``x, W_Q, W_K, W_V, W_O, b`` of one dtype and device, the labels
+    as int64 on that device, and whether any input was a tensor."""
+    x, y, W_Q, W_K, W_V, W_O, b = _validate_full(x, y, W_Q, W_K, W_V, W_O, b, causal)
+    ts, as_torch = _promote((x, W_Q, W_K, W_V, W_O, b), detach=True)
+    return ts, _labels(y, ts[0].device), as_torch
+
+
 def _out(t: torch.Tensor, as_torch: bool) -> ArrayLike:
     return t if as_torch else t.detach().cpu().numpy()
 
@@ -455,16 +463,8 @@ def _closed_form_torch(x, y_t, Wq, Wk, Wv, Wo, b_, causal: bool, keep_all: bool)
     return out
 
 
-def closed_form_backward(
-    x: ArrayLike,
-    y: Any,
-    W_Q: ArrayLike,
-    W_K: ArrayLike,
-    W_V: ArrayLike,
-    W_O: ArrayLike,
-    b: ArrayLike,
-    causal: bool = True,
-) -> Backward:
+def closed_form_backward(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, W_V: ArrayLike, W_O: ArrayLike,
+                         b: ArrayLike, causal: bool = True) -> Backward:
     """Forward pass, the paper's closed-form backward pass and every intermediate.
 
     Parameters
@@ -478,26 +478,17 @@ def closed_form_backward(
         Every quantity differentiates the summed cross-entropy **loss** ``L`` (minimized); no autograd.
         Torch tensors when any input is one, else numpy arrays (``loss`` a float).
     """
-    x, y, W_Q, W_K, W_V, W_O, b = _validate_full(x, y, W_Q, W_K, W_V, W_O, b, causal)
-    (x_, Wq, Wk, Wv, Wo, b_), as_torch = _promote((x, W_Q, W_K, W_V, W_O, b), detach=True)
+    ts, y_t, as_torch = _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal)
     with torch.no_grad():
-        out = _closed_form_torch(x_, _labels(y, x_.device), Wq, Wk, Wv, Wo, b_, bool(causal), True)
+        out = _closed_form_torch(ts[0], y_t, *ts[1:], bool(causal), True)
     res = {k: _out(t, as_torch) for k, t in out.items()}
     if not as_torch:
         res["loss"] = float(res["loss"])
     return Backward(**res)
 
 
-def closed_form_gradients(
-    x: ArrayLike,
-    y: Any,
-    W_Q: ArrayLike,
-    W_K: ArrayLike,
-    W_V: ArrayLike,
-    W_O: ArrayLike,
-    b: ArrayLike,
-    causal: bool = True,
-) -> dict[str, ArrayLike]:
+def closed_form_gradients(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, W_V: ArrayLike, W_O: ArrayLike,
+                          b: ArrayLike, causal: bool = True) -> dict[str, ArrayLike]:
     """Gradients of the summed cross-entropy **loss** (minimized) from the paper's closed forms.
 
     Parameters
@@ -514,29 +505,20 @@ def closed_form_gradients(
         Aggarwal, Dalal and Misra (2025) without autograd (a dict: this is the book's stable public
         API). For the intermediates use :func:`closed_form_backward`.
     """
-    x, y, W_Q, W_K, W_V, W_O, b = _validate_full(x, y, W_Q, W_K, W_V, W_O, b, causal)
-    (x_, Wq, Wk, Wv, Wo, b_), as_torch = _promote((x, W_Q, W_K, W_V, W_O, b), detach=True)
+    ts, y_t, as_torch = _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal)
     with torch.no_grad():
-        out = _closed_form_torch(x_, _labels(y, x_.device), Wq, Wk, Wv, Wo, b_, bool(causal), False)
+        out = _closed_form_torch(ts[0], y_t, *ts[1:], bool(causal), False)
     return {k: _out(out[k], as_torch) for k in PARAM_NAMES}
 
 
-def autograd_gradients(
-    x: ArrayLike,
-    y: Any,
-    W_Q: ArrayLike,
-    W_K: ArrayLike,
-    W_V: ArrayLike,
-    W_O: ArrayLike,
-    b: ArrayLike,
-    causal: bool = True,
-) -> HeadGradients:
+def autograd_gradients(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, W_V: ArrayLike, W_O: ArrayLike,
+                       b: ArrayLike, causal: bool = True) -> HeadGradients:
     """The same gradients of the summed cross-entropy **loss**, by ``torch.autograd`` (the reference).
 
     Parameters
     ----------
-    x, y, W_Q, W_K, W_V, W_O, b, causal
-        As :func:`closed_form_gradients`.
+    x, y, W_Q, W_K, W_V, W_O, b, causal : as :func:`closed_form_gradients` (the loss is
+        :func:`attention_loss` of the head's scores and values).
 
     Returns
     -------
@@ -544,13 +526,12 @@ def autograd_gradients(
         The parameter gradients and autograd's ``dL_dg`` (= the closed form's ``u``), ``dL_dalpha``,
         ``dL_ds``, ``dL_dv``, ``dL_dq``, ``dL_dk``, for checking the per-position closed forms.
     """
-    x, y, W_Q, W_K, W_V, W_O, b = _validate_full(x, y, W_Q, W_K, W_V, W_O, b, causal)
-    (x_, Wq, Wk, Wv, Wo, b_), as_torch = _promote((x, W_Q, W_K, W_V, W_O, b), detach=True)
-    params = [t.clone().requires_grad_(True) for t in (Wq, Wk, Wv, Wo, b_)]
+    (x_, *ws), y_t, as_torch = _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal)
+    params = [t.clone().requires_grad_(True) for t in ws]
     Wq, Wk, Wv, Wo, b_ = params
     with torch.enable_grad():
         q, k, v, s, alpha, g = _forward_torch(x_, Wq, Wk, Wv, bool(causal))
-        loss = _summed_cross_entropy(g @ Wo.T + b_, _labels(y, x_.device))
+        loss = _summed_cross_entropy(g @ Wo.T + b_, y_t)
         grads = torch.autograd.grad(loss, params + [g, alpha, s, v, q, k])
     return HeadGradients(*(_out(t.detach(), as_torch) for t in grads))
 

@@ -36,7 +36,8 @@ def _check(xi: Any, X: Any, beta: Any) -> tuple[torch.Tensor, torch.Tensor, floa
     X_ = as_float_array(X, "X", ndim=2)
     xi_ = as_float_array(xi, "xi", ndim=(1, 2))
     if xi_.shape[-1] != X_.shape[1]:
-        raise ValueError(f"xi must have {X_.shape[1]} entries per state (the pattern dimension), got shape {tuple(xi_.shape)}")
+        raise ValueError(f"xi must have {X_.shape[1]} entries per state (the pattern dimension), "
+                         f"got shape {tuple(xi_.shape)}")
     b = check_positive(beta, "beta")
     return as_tensor(xi_, "xi"), as_tensor(X_, "X"), b, is_torch(xi) or is_torch(X)
 
@@ -63,7 +64,10 @@ def hopfield_similarities(xi: ArrayLike, X: ArrayLike, beta: float = 1.0) -> Arr
 
 
 def hopfield_energy(xi: ArrayLike, X: ArrayLike, beta: float = 1.0) -> ArrayLike:
-    """The energy ``E(xi)`` (minimized) of Ramsauer et al. (2021), eq. (2).
+    """The energy ``E(xi)`` (minimized) of Ramsauer et al. (2021), eq. (2), of ``()`` or ``(B,)`` states.
+
+    Torch inputs keep their graph (so ``dE/dxi`` and, through :func:`hopfield_similarities`,
+    ``dE/ds`` can be taken by autograd).
 
     Parameters
     ----------
@@ -71,8 +75,7 @@ def hopfield_energy(xi: ArrayLike, X: ArrayLike, beta: float = 1.0) -> ArrayLike
 
     Returns
     -------
-    ``()`` or ``(B,)``. Torch inputs keep their graph (so ``dE/dxi`` and, through
-    :func:`hopfield_similarities`, ``dE/ds`` can be taken by autograd).
+    The energies (torch when an input is).
     """
     xt, Xt, b, as_torch = _check(xi, X, beta)
     s = b * (xt @ Xt.T)

@@ -839,7 +839,10 @@ def _attention_probe(x, W_Q, W_K, W_Q2, W_K2, B: int) -> tuple[torch.Tensor, tor
 
 def _train_group(state: dict, group: list[int], n_steps: int, v_idx: np.ndarray, v_steps: np.ndarray,
                  p_steps: np.ndarray, block: int, tick) -> dict[str, np.ndarray]:
-    """Train the runs ``group`` (indices into ``state``'s batch) for ``n_steps``; numpy outputs."""
+    """Train the runs ``group`` (indices into ``state``'s batch) for ``n_steps``; numpy outputs.
+
+    The hot loop, kept in one piece and in the order of its floating-point operations: chapter 8
+    checks its live runs against the archive this loop wrote, so any reordering would move numbers."""
     dev = state["x"].device
     gi = torch.as_tensor(group, device=dev)
     s = {k: v.index_select(0, gi) for k, v in state.items()}

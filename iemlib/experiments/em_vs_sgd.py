@@ -326,9 +326,8 @@ def comparison_tolerance(live_device: str, archived_device: str, *, n_steps: int
     -------
     float
     """
-    n = check_int(n_steps, "n_steps", minimum=0)
-    N = check_int(n_positions, "n_positions", minimum=1)
-    C = check_int(n_classes, "n_classes", minimum=2)
+    n, N, C = (check_int(v, k, minimum=m) for v, k, m in
+               ((n_steps, "n_steps", 0), (n_positions, "n_positions", 1), (n_classes, "n_classes", 2)))
     if str(live_device).split(":")[0] == "cpu" and str(archived_device).split(":")[0] == "cpu":
         return CPU_TOLERANCE
     return max(CPU_TOLERANCE, 4.0 * math.sqrt(n * N) * _FLOAT32_UNIT_ROUNDOFF * math.log(C))
