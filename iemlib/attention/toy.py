@@ -248,7 +248,7 @@ def toy_summary(run: ToyRun, *, late_from: int = 30) -> ToySummary:
     shape = run.alpha.shape[-2:]
     mask = ~np.triu(np.ones(shape, dtype=bool), 1) if run.causal else np.ones(shape, dtype=bool)
     direction = run.v / np.linalg.norm(run.v, axis=-1, keepdims=True)
-    norms = np.linalg.norm(run.v, axis=-1)
+    norm_start, norm_end = np.linalg.norm(run.v[0], axis=-1), np.linalg.norm(run.v[-1], axis=-1)
     return ToySummary(
         **head,
         entropy_end=float(ent[-1].mean()),
@@ -269,7 +269,7 @@ def toy_summary(run: ToyRun, *, late_from: int = 30) -> ToySummary:
         t90_alpha=float(displacement_step(run.alpha)),
         t90_v=float(displacement_step(run.v)),
         t90_v_direction=float(displacement_step(direction)),
-        value_norm_max_end=float(norms[-1].max()),
-        value_norm_growth=float(norms[-1].mean() / norms[0].mean()),
+        value_norm_max_end=float(norm_end.max()),
+        value_norm_growth=float(norm_end.mean() / norm_start.mean()),
         pca_pc1_ratio=float(pca(run.v.reshape(-1, run.v.shape[-1]), n_components=1).explained_variance_ratio[0]),
     )
