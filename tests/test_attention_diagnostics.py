@@ -172,3 +172,11 @@ def test_diagnostic_invariants_property(T, nb, seed, causal):
     h = attention_entropy(alpha)
     assert np.all(h >= -1e-12) and np.all(h <= np.log(T) + 1e-12)
     assert np.allclose(advantage(torch.tensor(B), torch.tensor(alpha), mask).numpy(), A)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_inputs_mixed_with_numpy():
+    A = advantage(B_HAND, torch.tensor(ALPHA, device="cuda"), np.tril(np.ones((2, 2), dtype=bool)))
+    assert A.device.type == "cuda" and torch.allclose(A.cpu(), torch.tensor([[0.0, 0.0], [-4.5, 1.5]], dtype=torch.float64))
+    assert compatibility(torch.tensor(U, device="cuda"), V).device.type == "cuda"
+    assert attention_entropy(torch.tensor(ALPHA, device="cuda")).device.type == "cuda"

@@ -347,3 +347,13 @@ def test_closed_forms_on_cuda_match_the_cpu():
         np.testing.assert_allclose(dev[k].cpu().numpy(), cpu[k], rtol=1e-10, atol=1e-13)
     bw = closed_form_backward(torch.tensor(x, device="cuda"), y, *P)  # mixed: moved to the tensor's device
     assert bw.alpha.device.type == "cuda"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_score_space_loss_and_gradients_on_cuda():
+    s, v, W_O, b, y = _score_case(3)
+    L = attention_loss(s.cuda(), v, W_O, b, y, causal=True)  # mixed devices: computed on the GPU
+    assert L.device.type == "cuda"
+    assert float(L) == pytest.approx(float(attention_loss(s, v, W_O, b, y, causal=True)), rel=1e-12)
+    g = attention_score_gradient(s.cuda(), v.cuda(), W_O.cuda(), b.cuda(), y.cuda())
+    torch.testing.assert_close(g.cpu(), attention_score_gradient(s, v, W_O, b, y), rtol=1e-10, atol=1e-13)

@@ -85,3 +85,12 @@ def test_bad_input():
         hopfield_retrieve(np.zeros((2, 20)), X, 1.0, n_steps=-1)
     with pytest.raises(ValueError, match="xi"):
         hopfield_similarities(np.zeros((2, 2, 20)), X)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_states():
+    X, rng = _patterns(3)
+    xi = torch.tensor(rng.normal(size=(4, 20)), device="cuda")
+    assert hopfield_update(xi, X, 2.0).device.type == "cuda"
+    run = hopfield_retrieve(xi, torch.tensor(X, device="cuda"), 2.0, n_steps=2)
+    np.testing.assert_allclose(run.states, hopfield_retrieve(xi.cpu().numpy(), X, 2.0, n_steps=2).states, atol=1e-12)

@@ -127,8 +127,7 @@ def advantage(B: ArrayLike, alpha: ArrayLike, mask: Any = None) -> ArrayLike:
         raise ValueError(f"B must have the same shape as alpha {tuple(alpha.shape)}, got {tuple(B.shape)}")
     m = _check_mask(mask, tuple(B.shape))
     if is_torch(B) or is_torch(alpha):
-        B_ = B if is_torch(B) else torch.as_tensor(B)
-        a_ = alpha if is_torch(alpha) else torch.as_tensor(alpha)
+        B_, a_ = _as_pair(B, alpha)
         out = B_ - (a_ * B_).sum(-1, keepdim=True)
         if m is not None:
             keep = torch.as_tensor(np.broadcast_to(m, tuple(out.shape)).copy(), device=out.device)

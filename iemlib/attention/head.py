@@ -348,9 +348,9 @@ def _score_inputs(s: Any, v: Any, W_O: Any, b: Any, y: Any, causal: Any) -> tupl
     dt = arrs[0].dtype
     for a in arrs[1:]:
         dt = torch.promote_types(dt, a.dtype)  # mixed float32/float64 inputs compute in float64
-    arrs = [a.to(dt) for a in arrs]
-    y_t = torch.as_tensor(np.asarray(y)) if not is_torch(y) else y
-    return (*arrs, y_t.long())
+    dev = next((a.device for a in arrs if a.device.type != "cpu"), arrs[0].device)
+    arrs = [a.to(dtype=dt, device=dev) for a in arrs]
+    return (*arrs, _labels(y, dev))
 
 
 def attention_loss(s: ArrayLike, v: ArrayLike, W_O: ArrayLike, b: ArrayLike, y: Any, *,

@@ -144,4 +144,4 @@ def hopfield_retrieve(xi0: ArrayLike, X: ArrayLike, beta: float = 1.0, n_steps: 
         xt = hopfield_update(xt, Xt, b)
         states.append(xt)
         energy.append(hopfield_energy(xt, Xt, b))
-    return HopfieldRun(b, torch.stack(states).numpy(), torch.stack(energy).numpy())
+    return HopfieldRun(b, torch.stack(states).cpu().numpy(), torch.stack(energy).cpu().numpy())
