@@ -39,7 +39,9 @@ def _check(xi: Any, X: Any, beta: Any) -> tuple[torch.Tensor, torch.Tensor, floa
         raise ValueError(f"xi must have {X_.shape[1]} entries per state (the pattern dimension), "
                          f"got shape {tuple(xi_.shape)}")
     b = check_positive(beta, "beta")
-    return as_tensor(xi_, "xi"), as_tensor(X_, "X"), b, is_torch(xi) or is_torch(X)
+    xt, Xt = as_tensor(xi_, "xi"), as_tensor(X_, "X")
+    dev = xt.device if xt.device.type != "cpu" else Xt.device  # a numpy side joins the tensor's device
+    return xt.to(dev), Xt.to(dev), b, is_torch(xi) or is_torch(X)
 
 
 def _result(t: torch.Tensor, as_torch: bool) -> ArrayLike:
