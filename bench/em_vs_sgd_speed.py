@@ -1,15 +1,17 @@
-"""Time the batched EM-vs-SGD trainer against a re-implementation of the public per-seed loop.
+"""Time the batched EM-vs-SGD trainer against a plain per-seed loop on the same work.
 
-Same work on the same machine, one after the other: 5 seeds x 2 schedules (EM-like, SGD) x
-``--n-steps`` steps of the public implementation's configuration (``iemlib.legacy.em_vs_sgd.PUBLIC``,
-float32). The reference is ``bench/reference_impl.py`` (our re-implementation of the authors'
-straightforward loop: one seed at a time, full T x T masked attention, ``loss.backward()``).
-With ``--n-steps`` below 1000 both sides do that same fraction of the work and the per-step
-times extrapolate linearly to the full 1000 steps (both are a fixed cost per step).
+Same work on the same machine, back to back (ours, reference, ours again; the two runs of ours are
+averaged), both sides on one torch thread and one BLAS thread: ``n_seeds`` seeds x 2 schedules
+(EM-like, SGD) x ``--n-steps`` steps of the public implementation's configuration
+(``iemlib.experiments.em_vs_sgd.PUBLIC``, float32). This is the code the appendix runs with 10 steps
+(``iemlib.experiments.em_vs_sgd.time_against_reference``). The reference is
+``iemlib.attention.reference.run_reference``, our re-implementation of the authors' straightforward
+loop (one seed at a time, full T x T masked attention, ``loss.backward()``). With ``--n-steps`` below 1000
+both sides do that same fraction of the work and the per-step times extrapolate linearly to the full
+1000 steps (both are a fixed cost per step).
 
-The machine may be shared: the script prints the load average before and after and the
-process CPU time of each side; the *ratio* of the two wall times, measured back to back
-(ours, reference, ours again; the two runs of ours are averaged), is the number to read.
+The machine may be shared: the script prints the load average before and after; the *ratio* of the
+two wall times is the number to read.
 
     python bench/em_vs_sgd_speed.py --n-steps 1000
     python bench/em_vs_sgd_speed.py --n-steps 1000 --reference-script PATH/em_vs_sgd_multiseed.py
@@ -26,31 +28,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference_impl as ref  # noqa: E402
-
-from iemlib.legacy.em_vs_sgd import PUBLIC, train  # noqa: E402
-
-
-def time_ours(n_steps: int, n_seeds: int):
-    cfg = replace(PUBLIC, n_steps=n_steps, seeds=PUBLIC.seeds[:n_seeds])
-    w, c = time.perf_counter(), time.process_time()
-    res = train(cfg, progress=False, device="cpu")
-    return time.perf_counter() - w, time.process_time() - c, res
-
-
-def time_reference(n_steps: int, n_seeds: int):
-    w, c = time.perf_counter(), time.process_time()
-    out = [ref.run_single_seed(s, n_steps) for s in ref.SEEDS[:n_seeds]]
-    return time.perf_counter() - w, time.process_time() - c, out
+from iemlib.attention.reference import ReferenceRun
+from iemlib.experiments.em_vs_sgd import PUBLIC, time_against_reference
 
 
 def load_script(path: str):
@@ -66,63 +50,44 @@ def load_script(path: str):
     return mod
 
 
-def time_script(mod, n_steps: int, n_seeds: int):
-    """The authors' per-seed loop, as their ``main`` calls it; losses renamed to our keys."""
-    w, c = time.perf_counter(), time.process_time()
-    out = []
-    for s in ref.SEEDS[:n_seeds]:
-        r = mod.run_single_seed(s, device="cpu", n_steps=n_steps)
-        out.append({"seed": s, "em": r["em"], "sgd": r["sgd"],
-                    "losses_em": r["losses_em_full"], "losses_sgd": r["losses_sgd_full"]})
-    return time.perf_counter() - w, time.process_time() - c, out
+def script_reference(mod):
+    """The authors' per-seed loop, as their ``main`` calls it, returned as a ReferenceRun."""
+    def run(seed: int, n_steps: int) -> ReferenceRun:
+        r = mod.run_single_seed(seed, device="cpu", n_steps=n_steps)
+        return ReferenceRun(seed=seed, em_losses=np.array(r["losses_em_full"]), sgd_losses=np.array(r["losses_sgd_full"]),
+                            em_loss=r["em"]["loss"], sgd_loss=r["sgd"]["loss"], em_acc=r["em"]["accuracy"],
+                            sgd_acc=r["sgd"]["accuracy"], em_entropy=r["em"]["entropy"], sgd_entropy=r["sgd"]["entropy"])
+    return run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-steps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--ref-threads", type=int, default=None,
-                    help="torch threads for the reference (default: torch's default, all cores)")
     ap.add_argument("--reference-script", default=None, metavar="PATH",
-                    help="a local copy of the authors' em_vs_sgd_multiseed.py, timed instead of bench/reference_impl.py")
+                    help="a local copy of the authors' em_vs_sgd_multiseed.py, timed instead of our re-implementation")
     args = ap.parse_args()
-    script = load_script(args.reference_script) if args.reference_script else None
-    if args.ref_threads is not None:
-        torch.set_num_threads(args.ref_threads)
+    kw = {"reference": script_reference(load_script(args.reference_script))} if args.reference_script else {}
     n, S = args.n_steps, args.seeds
-    runsteps = 2 * S * n
-    print(f"torch {torch.__version__}, reference on {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, both sides on one thread; "
           f"work: {S} seeds x 2 schedules x {n} steps, T=2000, float32")
     print(f"load average before: {os.getloadavg()}")
-    w1, c1, res = time_ours(n, S)
-    print(f"ours (batched, closed form)    : {w1:7.1f} s wall, {c1:7.1f} s CPU, {1e3 * w1 / runsteps:6.2f} ms/run-step")
-    if script is None:
-        wr, cr, out = time_reference(n, S)
-        label = "reference (per-seed autograd)  "
-    else:
-        wr, cr, out = time_script(script, n, S)
-        label = "authors' script (per seed)     "
-    print(f"{label}: {wr:7.1f} s wall, {cr:7.1f} s CPU, {1e3 * wr / runsteps:6.2f} ms/run-step")
-    w2, c2, _ = time_ours(n, S)
-    print(f"ours again                     : {w2:7.1f} s wall, {c2:7.1f} s CPU, {1e3 * w2 / runsteps:6.2f} ms/run-step")
+    sp = time_against_reference(n, S, **kw)
+    label = "authors' script (per seed)     " if args.reference_script else "reference (per-seed autograd)  "
+    print(f"ours (batched, closed form)    : {sp.seconds_trainer:7.1f} s wall, "
+          f"{sp.ms_per_run_step('trainer'):6.2f} ms/run-step (mean of the runs before and after the reference)")
+    print(f"{label}: {sp.seconds_reference:7.1f} s wall, {sp.ms_per_run_step('reference'):6.2f} ms/run-step")
     print(f"load average after: {os.getloadavg()}")
-    w = 0.5 * (w1 + w2)
-    print(f"time ratio ours / reference = {w / wr:.3f}  (speed-up {wr / w:.2f}x); "
-          f"CPU-time ratio = {0.5 * (c1 + c2) / cr:.3f}")
+    print(f"time ratio ours / reference = {sp.ratio:.3f}  (speed-up {sp.speedup:.2f}x)")
     if n < 1000:
-        print(f"extrapolated to 1000 steps: ours {w * 1000 / n:.0f} s, reference {wr * 1000 / n:.0f} s")
-    for o in out:
-        print(f"seed {o['seed']}: final loss EM {o['em']['loss']:.4f} (ours "
-              f"{res.final['loss'][res.index('public code', o['seed'], 'em')]:.4f}), SGD {o['sgd']['loss']:.4f} "
-              f"(ours {res.final['loss'][res.index('public code', o['seed'], 'sgd')]:.4f})")
+        print(f"extrapolated to 1000 steps: ours {sp.seconds_trainer * 1000 / n:.0f} s, "
+              f"reference {sp.seconds_reference * 1000 / n:.0f} s")
+    res = sp.trainer
+    for r in sp.reference:
+        print(f"seed {r.seed}: final loss EM {r.em_loss:.4f} (ours {res.final.loss[res.index(PUBLIC.name, r.seed, 'em')]:.4f}), "
+              f"SGD {r.sgd_loss:.4f} (ours {res.final.loss[res.index(PUBLIC.name, r.seed, 'sgd')]:.4f})")
     # Same data, same initial weights, same updates: the two must agree (float32 rounding aside).
-    diffs = []
-    for o in out:
-        for s in ("em", "sgd"):
-            r = res.index("public code", o["seed"], s)
-            diffs.append(abs(res.final["loss"][r] - o[s]["loss"]))
-            diffs.append(float(np.max(np.abs(res.loss[r] - np.array(o["losses_" + s])))))
-    print(f"largest |loss(ours) - loss(reference)| over every step, seed and schedule: {max(diffs):.2e}")
+    print(f"largest |loss(ours) - loss(reference)| over every step, seed and schedule: {sp.max_loss_difference:.2e}")
 
 
 if __name__ == "__main__":
