@@ -50,10 +50,6 @@ def responsibility_entropy(r: Any) -> float | np.ndarray:
 # Divergences and correlations
 # ------------------------------------------------------------------------------------------------
 
-# (attention section: kl_divergence, pearson)
-
-from ._validation import as_numpy, check_positive  # noqa: E402  (this section's helpers)
-
 
 def kl_divergence(p: np.ndarray | torch.Tensor, q: np.ndarray | torch.Tensor, eps: float = 1e-12) -> float:
     """Mean over positions of ``KL(p_i || q_i) = sum_c p_ic log(p_ic / q_ic)``, in nats.

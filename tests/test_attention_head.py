@@ -28,19 +28,9 @@ from iemlib.attention import (
     init_params,
 )
 
+from iemlib.gradcheck import max_relative_error  # noqa: E402
+
 TOL = 1e-10
-
-
-def max_relative_error(a, b) -> float:
-    """``max|a - b| / max|b|`` (iemlib.gradcheck's, once it is there)."""
-    try:
-        from iemlib.gradcheck import max_relative_error as mre
-    except ImportError:  # the CORE module is not merged yet
-        a_ = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        b_ = b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
-        assert a_.shape == b_.shape
-        return float(np.max(np.abs(a_ - b_))) / max(float(np.max(np.abs(b_))), np.finfo(float).tiny)
-    return mre(a, b)
 
 
 def make_problem(seed=0, T=5, d_x=3, d_k=2, d_v=2, C=3, batch=(), scale=0.8):
