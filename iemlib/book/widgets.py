@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .._validation import as_float_array, check_positive
-from ..legacy.objectives import lse, responsibilities
+from ..objectives import lse, responsibilities
 from .plotting import color
 
 __all__ = ["autograd_lse_gradient", "responsibility_figure", "ResponsibilityExplorer"]
