@@ -19,6 +19,31 @@ from ._validation import as_float_array, as_numpy, check_int, check_labels, chec
 from .mixture import MixtureParams, check_mixture
 
 
+__all__ = [
+    "sample_gaussian_mixture",
+    "make_gaussian_mixture",
+    "CLUSTER_MEANS",
+    "make_clusters",
+    "make_clusters_with_outliers",
+    "DIGIT_PIXELS",
+    "DigitSplit",
+    "OpenSetDigits",
+    "DigitOODSets",
+    "load_digits",
+    "load_digits_open_set",
+    "stack_digit_splits",
+    "gaussian_noise_images",
+    "pixel_marginal_noise",
+    "matched_gaussian_noise",
+    "occlude",
+    "blur",
+    "shuffle_pixels",
+    "digit_ood_sets",
+    "symmetric_noise_matrix",
+    "sample_noisy_labels",
+    "make_multilabel_task",
+]
+
 # ------------------------------------------------------------------------------------------------
 # Gaussian mixtures with full covariances (chapters 2 and 4)
 # ------------------------------------------------------------------------------------------------

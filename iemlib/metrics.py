@@ -18,6 +18,30 @@ from ._validation import is_torch, to_numpy
 from .objectives import lse, responsibilities
 
 
+__all__ = [
+    "responsibility_entropy",
+    "kl_divergence",
+    "pearson",
+    "max_softmax",
+    "energy_score",
+    "temperature_softmax_score",
+    "odin_score",
+    "reject_responsibility",
+    "reject_log_odds",
+    "ClassGaussians",
+    "fit_class_gaussians",
+    "mahalanobis_score",
+    "auroc",
+    "fpr_at_tpr",
+    "reject_threshold",
+    "expected_calibration_error",
+    "ConfidenceInterval",
+    "bootstrap_mean_ci",
+    "bootstrap_metric_ci",
+    "MultilabelScores",
+    "multilabel_scores",
+]
+
 # ------------------------------------------------------------------------------------------------
 # Entropies of responsibilities
 # ------------------------------------------------------------------------------------------------
