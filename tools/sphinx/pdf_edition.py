@@ -118,10 +118,18 @@ def _config_inited(app: Sphinx, config) -> None:
     macros = mathjax_macros_as_latex(config)
     latex["preamble"] = "\n".join(p for p in (macros, NUMBERING_PREAMBLE, latex.get("preamble", "")) if p)
     config.latex_elements = latex
+
+
+def _builder_inited(app: Sphinx) -> None:
+    """The title page's version, for the LaTeX builder only (the site does not show one)."""
+    if app.builder.name != "latex" or app.config.release:
+        return
     book = _book_config(app)
     branch = str((book.get("repository") or {}).get("branch") or "")
-    if not config.release:
-        config.release = release_line(str(book.get("iemlib_ref") or ""), branch)
+    version = release_line(str(book.get("iemlib_ref") or ""), branch)
+    if version:
+        app.builder.context["release"] = version
+        app.builder.context["releasename"] = "Version"
 
 
 class ChapterNumbers(SphinxPostTransform):
@@ -156,6 +164,8 @@ class ChapterNumbers(SphinxPostTransform):
 #: with the column padding (\\tabcolsep, pt) that goes with each.
 TEXT_WIDTH_PT = 469.0
 TABLE_SIZES = ((r"\small", 9.0, 6.0), (r"\footnotesize", 8.0, 4.0), (r"\scriptsize", 7.0, 2.5))
+#: Tables of more rows than this (outside output frames) may break across pages.
+LONG_TABLE_ROWS = 12
 #: Advance of a character in em, on the safe side for DejaVu Serif and Sans (digits 0.64 em; capitals up
 #: to 0.77 em; symbols such as ● or ‖ up to 1 em).
 def _char_em(ch: str) -> float:
@@ -272,6 +282,10 @@ class TableWidths(SphinxPostTransform):
                 for w in shares
             )
             setup = rf"\def\iemTableSize{{{command}}}\setlength{{\tabcolsep}}{{{sep}pt}}"
+            # A long table may break across pages (longtable) rather than leave a page blank before it;
+            # not in an output frame, where longtable does not go.
+            if len(rows) > LONG_TABLE_ROWS and not in_output and "longtable" not in table["classes"]:
+                table["classes"].append("longtable")
             idx = table.parent.index(table)
             table.parent.insert(idx, addnodes.tabular_col_spec(spec=spec))
             table.parent.insert(idx, nodes.raw("", setup + "\n", format="latex"))
@@ -342,6 +356,7 @@ def _pdf_link(app: Sphinx, pagename: str, templatename: str, context: dict, doct
 
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _config_inited, priority=400)
+    app.connect("builder-inited", _builder_inited)
     app.add_post_transform(ChapterNumbers)
     app.add_post_transform(TableWidths)
     app.add_post_transform(OneBibliography)
