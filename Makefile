@@ -154,6 +154,16 @@ browser-test: setup
 linkcheck: setup stage
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . --builder linkcheck
 
+# A release (tools/release.py): refuses a dirty tree or a version not newer than the last release tag; sets
+# iemlib.__version__, _config.yml's iemlib_ref and repository.branch, every setup cell, CHANGELOG.md,
+# CITATION.cff and .zenodo.json; commits "Release vX.Y.Z", tags it, and commits repository.branch back.
+# Nothing is pushed. The release commit's own checks: `python tools/release.py check`.
+VERSION ?=
+RELEASE_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+release:
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z"; exit 2; }
+	$(RELEASE_PY) tools/release.py cut $(VERSION)
+
 bench: setup
 	$(PY) bench/notebook_times.py
 
