@@ -218,7 +218,8 @@ def cut(version: str, date: str | None = None, root: Path = ROOT) -> str:
     _git("commit", "-q", "-m", f"Release {tag}", "-m",
          f"iemlib {version}; every chapter's setup cell installs {tag}; launch buttons of a site built from "
          f"this commit open the notebooks of {tag}.", root=root)
-    _git("tag", "-a", tag, "-m", f"Implicit EM, executable {tag}\n\n{notes(version, root)}", root=root)
+    _git("tag", "-a", "--cleanup=verbatim", tag, "-m", f"Implicit EM, executable {tag}\n\n{notes(version, root)}",
+         root=root)
     set_config(root, branch=dev_branch)
     _git("commit", "-q", "-am", f"Back to development after {tag}: repository.branch is {dev_branch} again",
          root=root)
