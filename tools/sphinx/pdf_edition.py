@@ -121,8 +121,17 @@ def _config_inited(app: Sphinx, config) -> None:
 
 
 def _builder_inited(app: Sphinx) -> None:
-    """The title page's version, for the LaTeX builder only (the site does not show one)."""
-    if app.builder.name != "latex" or app.config.release:
+    """For the LaTeX builder only: exercise numbers as on the site, and the title page's version."""
+    if app.builder.name != "latex":
+        return
+    # sphinx-jupyterbook-latex sets numfig_secnum_depth to 2 for a book in parts, which LaTeX's own figure
+    # numbers need (chapter.figure) but which numbers sphinx-exercise's exercises by section (1.10.1 where the
+    # site says 1.1). Sphinx's numbers (env.toc_fignumbers) are made while reading: read with the site's depth,
+    # write with the one LaTeX needs.
+    if app.config.numfig_secnum_depth != 1:
+        app.env_pdf_numfig_depth = app.config.numfig_secnum_depth  # type: ignore[attr-defined]
+        app.config.numfig_secnum_depth = 1
+    if app.config.release:
         return
     book = _book_config(app)
     branch = str((book.get("repository") or {}).get("branch") or "")
@@ -340,6 +349,15 @@ class FitEquations(SphinxPostTransform):
             node.replace_self(nodes.raw("", tex + "\n", format="latex"))
 
 
+def _numbers_assigned(app: Sphinx, env) -> list[str]:
+    """After Sphinx's toctree collector has numbered figures and exercises (env-get-updated), give LaTeX's
+    writer back the depth sphinx-jupyterbook-latex chose."""
+    depth = getattr(app, "env_pdf_numfig_depth", None)
+    if depth is not None:
+        app.config.numfig_secnum_depth = depth
+    return []
+
+
 def _pdf_link(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
     """Add "Book (.pdf)" to the page's download menu (sphinx-book-theme's header buttons)."""
     for button in context.get("header_buttons") or []:
@@ -356,7 +374,8 @@ def _pdf_link(app: Sphinx, pagename: str, templatename: str, context: dict, doct
 
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _config_inited, priority=400)
-    app.connect("builder-inited", _builder_inited)
+    app.connect("builder-inited", _builder_inited, priority=600)  # after sphinx-jupyterbook-latex's (500)
+    app.connect("env-get-updated", _numbers_assigned, priority=900)  # after the toctree collector (500)
     app.add_post_transform(ChapterNumbers)
     app.add_post_transform(TableWidths)
     app.add_post_transform(OneBibliography)
