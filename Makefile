@@ -84,8 +84,9 @@ TEX_PACKAGES ?= texlive-xetex texlive-latex-extra texlive-fonts-recommended late
 PDF_DIR := _build/pdf
 tex:
 	@if ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null || ! command -v pdffonts >/dev/null \
-	    || ! kpsewhich tabulary.sty fncychap.sty ucharclasses.sty >/dev/null \
+	    || ! kpsewhich tabulary.sty fncychap.sty ucharclasses.sty rsfs10.tfm >/dev/null \
 	    || ! test -f /usr/share/fonts/truetype/dejavu/DejaVuMathTeXGyre.ttf; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "tex: TeX Live is missing; as root: make tex (or apt-get install $(TEX_PACKAGES))"; exit 1; fi; \
 	  echo "tex: installing $(TEX_PACKAGES)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    $(TEX_PACKAGES) >/dev/null; \
