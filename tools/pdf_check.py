@@ -277,8 +277,7 @@ def check(pdf: Path, src: Path, html: Path, latex: Path, shots: Path | None,
         if found[k] is None:
             continue
         nxt = next((p for p in found[k + 1:] if p is not None), len(pages))
-        # a chapter runs from its first page to the page before the next chapter's (images on the
-        # shared page belong to the earlier one only if they come before: pages are not shared by chapters)
+        # a chapter runs from its first page to the page before the next chapter's (chapters open a page)
         pdf_counts[e["file"]] = sum(per_page[found[k] + 1: nxt + 1])
         if e["file"] in html_counts and html_counts[e["file"]] != pdf_counts[e["file"]]:
             mism.append(f"{e['file']}: HTML {html_counts[e['file']]}, PDF {pdf_counts[e['file']]}")
