@@ -60,13 +60,15 @@ NUMBERING_PREAMBLE = r"""
   \ifdefined\c@literalblock\setcounter{literalblock}{0}\fi}
 % The front page's text, after the contents: an unnumbered chapter with the page's title.
 \newcommand{\iemFrontPage}[1]{\chapter*{#1}\addcontentsline{toc}{chapter}{#1}\markboth{#1}{#1}}
-% The bibliography inside the book's last chapter when that chapter is the bibliography page (OneBibliography).
+% The bibliography inside the chapter of the bibliography page (OneBibliography): no second heading.
 \def\iem@nochapter*#1{}
 \newenvironment{iem@bibinchapter}[1]{\let\iem@chapter\chapter\let\chapter\iem@nochapter
   \begin{thebibliography}{#1}\let\chapter\iem@chapter}{\end{thebibliography}}
 \newcommand{\iemBibliographyInChapter}{\let\iem@sphinxbib\sphinxthebibliography
+  \let\iem@endsphinxbib\endsphinxthebibliography
   \let\sphinxthebibliography\iem@bibinchapter\let\endsphinxthebibliography\endiem@bibinchapter}
-\newcommand{\iemBibliographyDone}{}
+\newcommand{\iemBibliographyDone}{\let\sphinxthebibliography\iem@sphinxbib
+  \let\endsphinxthebibliography\iem@endsphinxbib}
 % A display equation no wider than the line (FitEquations).
 \newsavebox{\iem@eqbox}
 \newcommand{\iemFitWidth}[1]{\sbox{\iem@eqbox}{$\displaystyle #1$}%
@@ -305,8 +307,8 @@ class TableWidths(SphinxPostTransform):
 
 class OneBibliography(SphinxPostTransform):
     """Sphinx gathers every citation into one bibliography at the end of the LaTeX document, under its own
-    chapter heading. When the book's last chapter is the page that holds the ``{bibliography}``
-    directive (the site's "Bibliography"), the entries are that chapter's body: one heading, not two."""
+    chapter heading. The site shows the entries on the page that holds the ``{bibliography}`` directive
+    (its "Bibliography"): the entries move to the end of that chapter, under its heading, wherever it is."""
 
     builders = ("latex",)
     default_priority = 805
@@ -317,14 +319,16 @@ class OneBibliography(SphinxPostTransform):
         except Exception:  # sphinxcontrib-bibtex absent
             return
         bib_docs = {key.docname for key in getattr(domain, "bibliographies", {})}
-        chapters = [n for n in self.document.findall(addnodes.start_of_file) if n.get("docname") in self.env.all_docs]
+        home = next((n for n in self.document.findall(addnodes.start_of_file) if n.get("docname") in bib_docs), None)
         bibs = list(self.document.findall(thebibliography))
-        if not (bibs and chapters and chapters[-1]["docname"] in bib_docs):
+        if home is None or not bibs:
             return
+        target = next((c for c in home.children if isinstance(c, nodes.section)), home)
+        target.append(nodes.raw("", "\\iemBibliographyInChapter\n", format="latex"))
         for bib in bibs:
-            parent = bib.parent
-            parent.insert(parent.index(bib), nodes.raw("", "\\iemBibliographyInChapter\n", format="latex"))
-            parent.insert(parent.index(bib) + 1, nodes.raw("", "\\iemBibliographyDone\n", format="latex"))
+            bib.parent.remove(bib)
+            target.append(bib)
+        target.append(nodes.raw("", "\\iemBibliographyDone\n", format="latex"))
 
 
 class FitEquations(SphinxPostTransform):
