@@ -3,8 +3,10 @@
 #   make test  -> the same set-up, unit + property tests, every notebook executed once
 #                 (pytest --nbmake), and the book built from those executed notebooks
 #                 with warnings as errors.
-#   make student -> the student edition: _build/student/html (solutions hidden) and
-#                 _build/student/notebooks (solutions removed, ready to hand out or open on Colab).
+#   make student -> the student edition: _build/student/html (solutions hidden), _build/student/book.pdf
+#                 and _build/student/notebooks (solutions removed, ready to hand out or open on Colab).
+#   make pdf   -> the book as one PDF, _build/pdf/book.pdf, from the notebooks `make book` executed.
+#   make release VERSION=x.y.z -> set the version everywhere, commit and tag vx.y.z (RELEASING.md).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -18,7 +20,8 @@ STAGE := _stage
 NB_WORKERS ?= 2
 NB_TIMEOUT ?= 600
 
-.PHONY: setup book test unit notebooks html stage bench strip sync clean student colab-check browser-test mathjax linkcheck
+.PHONY: setup book test unit notebooks html stage bench strip sync clean student colab-check browser-test mathjax linkcheck \
+        tex pdf stage-sources release
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,19 +71,64 @@ book: notebooks html
 
 test: unit book
 
+# The PDF edition: Jupyter Book's LaTeX builder with XeLaTeX, on the notebooks `make book` executed in
+# $(STAGE) (no second execution; tools/sphinx/pdf_edition.py numbers the chapters as the site does and
+# fits tables and equations to the page). It writes _build/pdf/book.pdf, copies it to _build/html/book.pdf
+# (every page's download menu links it) and checks it (tools/pdf_check.py: chapters in order, every figure,
+# no "??", no raw LaTeX or MyST, fonts embedded, code and tables within the page; sample pages rendered
+# into _build/screenshots/pdf/). The stage's configuration, toc and Markdown pages are refreshed first.
+# TeX Live comes from Debian's packages, installed when missing (about 80 MB, a minute; no
+# texlive-fonts-extra: tools/sphinx/texmf/bbm.sty stands in for the one file of it the build loads).
+TEX_PACKAGES ?= texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk \
+                fonts-dejavu-core fonts-dejavu-extra poppler-utils
+PDF_DIR := _build/pdf
+tex:
+	@if ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null || ! command -v pdffonts >/dev/null \
+	    || ! kpsewhich tabulary.sty fncychap.sty ucharclasses.sty rsfs10.tfm >/dev/null \
+	    || ! test -f /usr/share/fonts/truetype/dejavu/DejaVuMathTeXGyre.ttf; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "tex: TeX Live is missing; as root: make tex (or apt-get install $(TEX_PACKAGES))"; exit 1; fi; \
+	  echo "tex: installing $(TEX_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(TEX_PACKAGES) >/dev/null; \
+	fi
+
+# The book's sources other than the executed notebooks, copied again into $(STAGE).
+stage-sources:
+	@cp _config.yml _toc.yml $(STAGE)/ && cp chapters/*.md chapters/*.bib $(STAGE)/chapters/
+	@rm -rf $(STAGE)/tools && mkdir -p $(STAGE)/tools && cp -r tools/sphinx $(STAGE)/tools/
+	@sed -i 's/^\(\s*execute_notebooks:\).*/\1 "off"/' $(STAGE)/_config.yml
+
+pdf: setup tex
+	@ls $(STAGE)/chapters/*.ipynb >/dev/null 2>&1 || { echo "pdf: no executed notebooks in $(STAGE); run make book first"; exit 1; }
+	@$(MAKE) --no-print-directory stage-sources
+	@rm -rf _build/latex
+	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . --builder pdflatex -W -n --keep-going
+	@mkdir -p $(PDF_DIR) && cp _build/latex/book.pdf $(PDF_DIR)/book.pdf
+	@if [ -d _build/html ]; then cp $(PDF_DIR)/book.pdf _build/html/book.pdf; fi
+	$(PY) tools/pdf_check.py $(PDF_DIR)/book.pdf --src $(STAGE) --html _build/html --latex _build/latex \
+	    --shots _build/screenshots/pdf --executed $(STAGE)/chapters --committed chapters --json $(PDF_DIR)/check.json
+	@echo "The PDF: $(CURDIR)/$(PDF_DIR)/book.pdf"
+
 # The student edition (tools/student.py). A chapter executed by `make book` ($(STAGE)/chapters)
 # is reused with its outputs (solution cells dropped) when its cells match the committed notebook;
 # otherwise the committed notebook is built without execution (no outputs; seconds, not minutes).
-# The HTML is checked for solution text before the target succeeds.
+# The HTML and the PDF (built like `make pdf`'s, into $(STUDENT)/book.pdf) are checked for solution text
+# before the target succeeds; the PDF also passes tools/pdf_check.py.
 STUDENT := _build/student
-student: setup
+student: setup tex
 	$(PY) tools/student.py stage $(STAGE)/chapters $(STUDENT)/src
-	@rm -rf $(STUDENT)/html $(STUDENT)/_build
+	@rm -rf $(STUDENT)/html $(STUDENT)/latex $(STUDENT)/_build
 	$(VENV)/bin/jupyter-book build $(STUDENT)/src --path-output $(STUDENT) -W -n --keep-going
 	@mv $(STUDENT)/_build/html $(STUDENT)/html && rm -rf $(STUDENT)/_build
+	$(VENV)/bin/jupyter-book build $(STUDENT)/src --path-output $(STUDENT) --builder pdflatex -W -n --keep-going
+	@mv $(STUDENT)/_build/latex $(STUDENT)/latex && rm -rf $(STUDENT)/_build
+	@cp $(STUDENT)/latex/book.pdf $(STUDENT)/book.pdf && cp $(STUDENT)/book.pdf $(STUDENT)/html/book.pdf
 	$(PY) tools/student.py notebooks chapters $(STUDENT)/notebooks
 	$(PY) tools/student.py check-html $(STUDENT)/html chapters
-	@echo "Student book: file://$(CURDIR)/$(STUDENT)/html/index.html; notebooks: $(STUDENT)/notebooks/"
+	$(PY) tools/student.py check-pdf $(STUDENT)/book.pdf chapters
+	$(PY) tools/pdf_check.py $(STUDENT)/book.pdf --src $(STUDENT)/src --html $(STUDENT)/html --latex $(STUDENT)/latex \
+	    --shots _build/screenshots/student-pdf
+	@echo "Student book: file://$(CURDIR)/$(STUDENT)/html/index.html; PDF: $(STUDENT)/book.pdf; notebooks: $(STUDENT)/notebooks/"
 
 # Delivery checks (run by .ci/run after make test).
 # colab-check: a fresh venv pinned to what Colab ships (tools/colab/pip-freeze-subset.txt),
@@ -106,6 +154,16 @@ browser-test: setup
 # External links of the book (Sphinx's linkcheck builder; needs the network; run weekly by CI).
 linkcheck: setup stage
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . --builder linkcheck
+
+# A release (tools/release.py): refuses a dirty tree or a version not newer than the last release tag; sets
+# iemlib.__version__, _config.yml's iemlib_ref and repository.branch, every setup cell, CHANGELOG.md,
+# CITATION.cff and .zenodo.json; commits "Release vX.Y.Z", tags it, and commits repository.branch back.
+# Nothing is pushed. The release commit's own checks: `python tools/release.py check`.
+VERSION ?=
+RELEASE_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+release:
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z"; exit 2; }
+	$(RELEASE_PY) tools/release.py cut $(VERSION)
 
 bench: setup
 	$(PY) bench/notebook_times.py

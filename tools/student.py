@@ -4,6 +4,7 @@
     python tools/student.py notebooks SRC OUT      # student notebooks (solutions removed) from SRC/*.ipynb
     python tools/student.py stage EXECUTED OUT     # a Jupyter Book source tree for the student HTML
     python tools/student.py check-html HTML CHAPTERS   # exit 1 if a solution reached the student HTML
+    python tools/student.py check-pdf PDF CHAPTERS     # exit 1 if a solution reached the student PDF
 
 Every exercise's solution is a *gated* block (sphinx-exercise): a markdown cell opening
 ``{solution-start}``, the solution's code cells, and a markdown cell ``{solution-end}``. The
@@ -11,7 +12,8 @@ student edition drops those cells, and any ungated ``{solution}`` directive, and
 else (the exercise, the reader's ``answer = ...`` cell and its checker). The HTML is built from the
 student notebooks with sphinx-exercise's ``hide_solutions: true`` as a second guard: that option
 alone hides ungated solutions but not the code cells of a gated one, which is why the notebooks
-are stripped first. ``make student`` runs all three steps.
+are stripped first. ``make student`` runs these steps, builds the student PDF from the same sources and
+checks its text the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import html
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -151,7 +154,7 @@ def stage(executed: Path, out: Path, chapters: Path = ROOT / "chapters") -> list
     cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     (out / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     # Local Sphinx extensions named in the config (e.g. the offline MathJax one) travel with it.
-    for path in (cfg.get("sphinx", {}).get("local_extensions") or {}).values():
+    for path in sorted(set((cfg.get("sphinx", {}).get("local_extensions") or {}).values())):
         if (ROOT / path).is_dir():
             shutil.copytree(ROOT / path, out / path)
     # The instructor's guide (rubrics, misconceptions, which mistake each exercise targets) stays out.
@@ -207,6 +210,34 @@ def check_html(html_dir: Path, chapters: Path) -> list[str]:
     return problems
 
 
+_TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "␣": None, "↪": None})
+
+
+def _squashed(text: str) -> str:
+    """Text without white space and hyphens, quotes made straight: what survives the PDF's line breaks,
+    hyphenation, wrapped code lines and typography (case and other punctuation kept)."""
+    return re.sub(r"[\s\-\u00ad]+", "", text.translate(_TYPOGRAPHY))
+
+
+def pdf_text(pdf: Path) -> str:
+    return subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+
+
+def check_pdf_text(text: str, chapters: Path, name: str = "book.pdf") -> list[str]:
+    """Problems: a solution's heading, or a solution fragment, in the text of the student PDF."""
+    problems = []
+    if re.search(r"Solution to Exercise", text):
+        problems.append(f"{name}: a solution heading is in the text")
+    if "exercise" not in text.lower():
+        problems.append(f"{name}: no exercise in the text")
+    flat = _squashed(text)
+    for p in sorted(chapters.glob("*.ipynb")):
+        for frag in solution_texts(json.loads(p.read_text())):
+            if _squashed(frag) in flat:
+                problems.append(f"{name}: {p.name}: solution text {frag[:70]!r}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -220,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-html")
     c.add_argument("html", type=Path)
     c.add_argument("chapters", type=Path)
+    d = sub.add_parser("check-pdf")
+    d.add_argument("pdf", type=Path)
+    d.add_argument("chapters", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "notebooks":
         for q in write_notebooks(args.src, args.out, keep_outputs=args.keep_outputs):
@@ -230,11 +264,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"student book sources in {args.out}; executed outputs reused for {len(used)} chapters: "
               f"{', '.join(used) or 'none (built without outputs)'}")
         return 0
-    problems = check_html(args.html, args.chapters)
+    n = len(list(args.chapters.glob("*.ipynb")))
+    if args.cmd == "check-pdf":
+        problems = check_pdf_text(pdf_text(args.pdf), args.chapters, args.pdf.name)
+        where = f"student PDF {args.pdf}"
+    else:
+        problems = check_html(args.html, args.chapters)
+        where = f"student HTML in {args.html}"
     for pr in problems:
         print("LEAK:", pr, file=sys.stderr)
     if not problems:
-        print(f"student HTML in {args.html}: no solution text found in {len(list(args.chapters.glob('*.ipynb')))} chapters")
+        print(f"{where}: no solution text found in {n} chapters")
     return 1 if problems else 0
 
 
