@@ -8,7 +8,7 @@ computations from here. One concept per module:
 ``objectives``              every objective of the taxonomy, written in distances, with its gradient
 ``gradcheck``               autograd against closed form against finite differences, errors in ulps
 ``distances``               prototype, Mahalanobis and affine-absolute distances
-``prototypes``              the one prototype learner (:func:`fit_prototypes`) and what it needs
+``prototypes``              the one prototype learner (:func:`iemlib.prototypes.fit_prototypes`) and what it needs
 ``mixture``                 Gaussian mixtures: classical EM, implicit EM, batched sweeps, rates
 ``attention``               one attention head: closed forms, the batched trainer, diagnostics, Hopfield
 ``classifiers``             the digit classifiers and their training

@@ -231,14 +231,22 @@ class TrainHistory:
 
     Attributes
     ----------
-    epoch : (epochs + 1,) int.
-    loss : (epochs + 1,) mean cross-entropy loss (minimized).
-    accuracy : (epochs + 1,) training accuracy.
-    r_correct : (epochs + 1,) mean responsibility of the correct class.
-    r_correct_min : (epochs + 1,) smallest responsibility of the correct class.
-    r_wrong_max : (epochs + 1,) mean over samples of the largest wrong-class responsibility.
-    r : (epochs + 1, N, K) responsibilities.
-    test_loss, test_accuracy : (epochs + 1,) on ``X_test, y_test`` when given.
+    epoch
+        (epochs + 1,) int.
+    loss
+        (epochs + 1,) mean cross-entropy loss (minimized).
+    accuracy
+        (epochs + 1,) training accuracy.
+    r_correct
+        (epochs + 1,) mean responsibility of the correct class.
+    r_correct_min
+        (epochs + 1,) smallest responsibility of the correct class.
+    r_wrong_max
+        (epochs + 1,) mean over samples of the largest wrong-class responsibility.
+    r
+        (epochs + 1, N, K) responsibilities.
+    test_loss, test_accuracy
+        (epochs + 1,) on ``X_test, y_test`` when given.
     """
 
     epoch: np.ndarray
@@ -407,9 +415,12 @@ class DistanceGradients:
 
     Attributes
     ----------
-    grad_d : (N, K) autograd gradient of the loss with respect to ``d = -z`` (closed form ``onehot - r``).
-    r : (N, K) responsibilities ``softmax(-d) = softmax(z)``.
-    onehot : (N, K) one-hot targets.
+    grad_d
+        (N, K) autograd gradient of the loss with respect to ``d = -z`` (closed form ``onehot - r``).
+    r
+        (N, K) responsibilities ``softmax(-d) = softmax(z)``.
+    onehot
+        (N, K) one-hot targets.
     All detached tensors in the model's dtype.
     """
 
@@ -548,9 +559,12 @@ class PushShares:
 
     Attributes
     ----------
-    wrong : (N, K) bool mask of the wrong classes ``j != y_i``.
-    share_push : (N, K) ``delta_d_ij / sum_{k != y_i} delta_d_ik``.
-    share_r : (N, K) ``r_ij / sum_{k != y_i} r_ik = r_ij / (1 - r_iy)``.
+    wrong
+        (N, K) bool mask of the wrong classes ``j != y_i``.
+    share_push
+        (N, K) ``delta_d_ij / sum_{k != y_i} delta_d_ik``.
+    share_r
+        (N, K) ``r_ij / sum_{k != y_i} r_ik = r_ij / (1 - r_iy)``.
     Entries of the correct class are NaN; the wrong-class entries of each row sum to one (NaN or inf
     where a row's total is zero).
     """
@@ -604,14 +618,20 @@ class PushPerClass:
 
     Attributes
     ----------
-    slope : least squares through the origin of ``delta_d[:, j]`` on ``r[:, j]``.
-    corr : Pearson correlation of the two.
-    rel_resid : ``||delta - slope * r|| / ||delta||``.
-    n : number of samples used (int).
-    share_corr : correlation, over the (sample, wrong class) pairs of class ``j``, between the
+    slope
+        least squares through the origin of ``delta_d[:, j]`` on ``r[:, j]``.
+    corr
+        Pearson correlation of the two.
+    rel_resid
+        ``||delta - slope * r|| / ||delta||``.
+    n
+        number of samples used (int).
+    share_corr
+        correlation, over the (sample, wrong class) pairs of class ``j``, between the
         class's share of the push and its share of the missing responsibility (1 when the push is
         split exactly in proportion to responsibility, whatever each sample's step size).
-    share_maxdiff : largest absolute difference between those two shares.
+    share_maxdiff
+        largest absolute difference between those two shares.
     """
 
     slope: np.ndarray
@@ -675,10 +695,14 @@ class SoftTrainHistory:
 
     Attributes
     ----------
-    epoch : (T,) int.
-    loss : (T,) mean soft cross-entropy loss (minimized).
-    grad_norm : (T,) norm of the loss gradient with respect to all parameters (near 0 at a stationary point).
-    r_target : (T,) mean responsibility of each sample's most-weighted class ``argmax_j q_ij``.
+    epoch
+        (T,) int.
+    loss
+        (T,) mean soft cross-entropy loss (minimized).
+    grad_norm
+        (T,) norm of the loss gradient with respect to all parameters (near 0 at a stationary point).
+    r_target
+        (T,) mean responsibility of each sample's most-weighted class ``argmax_j q_ij``.
     """
 
     epoch: np.ndarray
@@ -755,10 +779,14 @@ class EnsembleFit:
 
     Attributes
     ----------
-    epoch : (T,) the steps at which the test logits were recorded (empty without ``X_test``).
-    train_logits : (M, N, K) logits on ``X`` after training.
-    test_logits : (M, N_test, K) logits on ``X_test`` after training, or None.
-    test_logits_history : (T, M, N_test, K) logits on ``X_test`` at the steps ``epoch``, or None.
+    epoch
+        (T,) the steps at which the test logits were recorded (empty without ``X_test``).
+    train_logits
+        (M, N, K) logits on ``X`` after training.
+    test_logits
+        (M, N_test, K) logits on ``X_test`` after training, or None.
+    test_logits_history
+        (T, M, N_test, K) logits on ``X_test`` at the steps ``epoch``, or None.
     """
 
     epoch: np.ndarray
@@ -907,7 +935,8 @@ class MultilabelFit:
 
     Attributes
     ----------
-    W : (F, K) weights. b : (K,) biases. loss : (epochs + 1,) mean training loss (minimized), entry 0 at the start.
+    W
+        (F, K) weights. b : (K,) biases. loss : (epochs + 1,) mean training loss (minimized), entry 0 at the start.
     """
 
     W: torch.Tensor

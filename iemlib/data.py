@@ -289,13 +289,17 @@ class DigitSplit:
 
     Attributes
     ----------
-    X_train, X_test : float tensors (N, 64), or (S, N, 64) for ``S`` stacked splits
+    X_train, X_test
+        float tensors (N, 64), or (S, N, 64) for ``S`` stacked splits
         (:func:`stack_digit_splits`), standardized with the *training* per-pixel mean and standard
         deviation; pixels constant on the training set (standard deviation 0) are only centred.
-    y_train, y_test : int64 tensors (N,) or (S, N): labels; digit ``classes[i]`` has label ``i``.
-    mean, std : numpy float64 arrays (64,) or (S, 64): the raw-pixel training statistics used
+    y_train, y_test
+        int64 tensors (N,) or (S, N): labels; digit ``classes[i]`` has label ``i``.
+    mean, std
+        numpy float64 arrays (64,) or (S, 64): the raw-pixel training statistics used
         (``std`` with 0 replaced by 1), so that other images can be standardized alike.
-    classes : tuple of int: the digits kept, in label order.
+    classes
+        tuple of int: the digits kept, in label order.
     """
 
     X_train: torch.Tensor
@@ -313,11 +317,15 @@ class OpenSetDigits(DigitSplit):
 
     Attributes
     ----------
-    X_train, X_test, y_train, y_test, mean, std, classes : as in :class:`DigitSplit` (the known digits).
-    X_unknown : float tensor (M, 64): every image of the other digits, standardized with the known
+    X_train, X_test, y_train, y_test, mean, std, classes
+        as in :class:`DigitSplit` (the known digits).
+    X_unknown
+        float tensor (M, 64): every image of the other digits, standardized with the known
         training statistics.
-    digit_unknown : int64 tensor (M,): their digit values.
-    X_noise : float tensor (N_test, 64): uniform pixel noise on the raw range [0, 16], as many images
+    digit_unknown
+        int64 tensor (M,): their digit values.
+    X_noise
+        float tensor (N_test, 64): uniform pixel noise on the raw range [0, 16], as many images
         as there are test images, standardized the same way.
     """
 
@@ -332,12 +340,17 @@ class DigitOODSets:
 
     Attributes
     ----------
-    known : tuple of int: the known digits (label ``i`` is digit ``known[i]``).
-    X_train, y_train : the known digits' standardized training images and labels.
-    y_test : labels of the held-out known images (``sets["held-out known"]``).
-    sets : dict name -> float64 tensor (n, 64) of standardized images: ``"held-out known"`` first,
+    known
+        tuple of int: the known digits (label ``i`` is digit ``known[i]``).
+    X_train, y_train
+        the known digits' standardized training images and labels.
+    y_test
+        labels of the held-out known images (``sets["held-out known"]``).
+    sets
+        dict name -> float64 tensor (n, 64) of standardized images: ``"held-out known"`` first,
         then the sets of :data:`iemlib.experiments.open_set.OOD_SETS` in that order.
-    mean, std : numpy (64,): the known training images' raw-pixel statistics used to standardize.
+    mean, std
+        numpy (64,): the known training images' raw-pixel statistics used to standardize.
     """
 
     known: tuple[int, ...]

@@ -125,9 +125,10 @@ class IdentityCheck:
     """The outcome of :func:`check_gradient_identity`. Per-element arrays are float64 numpy,
     flattened, ready for histograms; scalar summaries are properties.
 
-    Fields
-    ------
-    name : the label; dtype : "float32" or "float64"; numel : the number of coordinates; eps : the
+    Attributes
+    ----------
+    name
+        the label; dtype : "float32" or "float64"; numel : the number of coordinates; eps : the
     dtype's machine epsilon.
     autograd_vs_closed_eps, autograd_vs_closed_ulps : |autograd - closed form| per coordinate, in eps
     and in ulps of the closed form.

@@ -228,12 +228,18 @@ class Dataset:
 
     Attributes
     ----------
-    x : ``(N, d_x)`` float32 inputs ``x_t = mu_{y_{t-1}} + eps_t``.
-    y : ``(N,)`` int64 targets ``y_t``.
-    y_prev : ``(N,)`` int64 previous symbols ``y_{t-1}``.
-    mu : ``(n_states, d_x)`` the symbol means.
-    P : the transition matrix.
-    random_state : the seed of the sequence and its noise.
+    x
+        ``(N, d_x)`` float32 inputs ``x_t = mu_{y_{t-1}} + eps_t``.
+    y
+        ``(N,)`` int64 targets ``y_t``.
+    y_prev
+        ``(N,)`` int64 previous symbols ``y_{t-1}``.
+    mu
+        ``(n_states, d_x)`` the symbol means.
+    P
+        the transition matrix.
+    random_state
+        the seed of the sequence and its noise.
     """
 
     x: torch.Tensor

@@ -308,10 +308,14 @@ class ClassGaussians:
 
     Attributes
     ----------
-    means : (K, F) class means.
-    precisions : (K, F, F) inverse covariances (all equal when ``shared``).
-    logdets : (K,) ``log det Sigma_k``.
-    shared : whether one covariance is tied across the classes.
+    means
+        (K, F) class means.
+    precisions
+        (K, F, F) inverse covariances (all equal when ``shared``).
+    logdets
+        (K,) ``log det Sigma_k``.
+    shared
+        whether one covariance is tied across the classes.
     """
 
     means: np.ndarray
@@ -542,9 +546,12 @@ class ConfidenceInterval:
 
     Attributes
     ----------
-    estimate : the statistic on the full sample.
-    low, high : the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of its bootstrap replicates.
-    level : the coverage asked for (e.g. 0.95).
+    estimate
+        the statistic on the full sample.
+    low, high
+        the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of its bootstrap replicates.
+    level
+        the coverage asked for (e.g. 0.95).
     """
 
     estimate: float
@@ -624,11 +631,16 @@ class MultilabelScores:
 
     Attributes
     ----------
-    label_accuracy : share of (point, label) decisions that are right.
-    exact_set : share of points whose whole label set is right.
-    none_predicted : share of points given no label.
-    silently_dropped : share of the points that carry a label but are given none.
-    empty_wrong : share of the label-less points given some label.
+    label_accuracy
+        share of (point, label) decisions that are right.
+    exact_set
+        share of points whose whole label set is right.
+    none_predicted
+        share of points given no label.
+    silently_dropped
+        share of the points that carry a label but are given none.
+    empty_wrong
+        share of the label-less points given some label.
     """
 
     label_accuracy: float

@@ -183,14 +183,21 @@ class Specialization:
 
     Attributes
     ----------
-    entropy : (N,) ``H_i = -sum_j r_ij log r_ij`` in nats (0: one component takes the point;
+    entropy
+        (N,) ``H_i = -sum_j r_ij log r_ij`` in nats (0: one component takes the point;
         ``log K``: an even split).
-    mean_entropy : mean of ``H_i``.
-    normalized_entropy : mean of ``H_i / log K``, in [0, 1] (0 when K = 1).
-    effective_components : (N,) ``exp(H_i)``, how many components share point ``i`` (1 to K).
-    mean_effective_components : their mean.
-    usage : (K,) mean responsibility of each component over the points (sums to one).
-    effective_usage : ``exp`` of the entropy of ``usage``: how many components are in use over the
+    mean_entropy
+        mean of ``H_i``.
+    normalized_entropy
+        mean of ``H_i / log K``, in [0, 1] (0 when K = 1).
+    effective_components
+        (N,) ``exp(H_i)``, how many components share point ``i`` (1 to K).
+    mean_effective_components
+        their mean.
+    usage
+        (K,) mean responsibility of each component over the points (sums to one).
+    effective_usage
+        ``exp`` of the entropy of ``usage``: how many components are in use over the
         whole data set (1 to K).
     """
 
@@ -240,13 +247,20 @@ class Degeneration:
 
     Attributes
     ----------
-    dead : components whose usage is below ``dead_fraction / K``.
-    dominant : components whose usage exceeds ``dominant_share``.
-    unspecialized : whether the mean normalized responsibility entropy exceeds ``blur_entropy``.
-    degenerate : any of the three.
-    usage : (K,) mean responsibility of each component.
-    normalized_entropy : mean ``H_i / log K``.
-    message : the verdict in words ("healthy" when not degenerate).
+    dead
+        components whose usage is below ``dead_fraction / K``.
+    dominant
+        components whose usage exceeds ``dominant_share``.
+    unspecialized
+        whether the mean normalized responsibility entropy exceeds ``blur_entropy``.
+    degenerate
+        any of the three.
+    usage
+        (K,) mean responsibility of each component.
+    normalized_entropy
+        mean ``H_i / log K``.
+    message
+        the verdict in words ("healthy" when not degenerate).
     """
 
     dead: list[int]

@@ -104,32 +104,46 @@ class PrototypeFit:
     ``T`` recorded steps (every ``record_every`` steps and the last); ``[B,]`` is present for a
     batch of runs. Fields that the run's options do not produce are ``None``.
 
-    Fields
-    ------
-    objective, sigma, lr, gradient : the options of the run.
-    steps : (T,) the step index of each record (0 is the start).
-    means : (T, [B,] K, D) the prototypes at each recorded step.
-    loss : (T, [B]) the loss minimized (weight decay included).
-    objective_value : (T, [B]) the mean objective maximized, without weight decay (``-loss`` when
+    Attributes
+    ----------
+    objective, sigma, lr, gradient
+        the options of the run.
+    steps
+        (T,) the step index of each record (0 is the start).
+    means
+        (T, [B,] K, D) the prototypes at each recorded step.
+    loss
+        (T, [B]) the loss minimized (weight decay included).
+    objective_value
+        (T, [B]) the mean objective maximized, without weight decay (``-loss`` when
         there is none; for learned scales the mean ``L_i`` of the variant).
-    step_norms : (T, [B,] K) ``||lr * d loss / d mu_j||``, how far each prototype moves in the step
+    step_norms
+        (T, [B,] K) ``||lr * d loss / d mu_j||``, how far each prototype moves in the step
         taken from that record (at the last record: the step that would follow).
-    responsibilities : (T, [B,] N, K) ``softmax(-d)`` of the current distances; with a background
+    responsibilities
+        (T, [B,] N, K) ``softmax(-d)`` of the current distances; with a background
         component (T, [B,] N, K + 1), background first. Only with ``record_responsibilities``.
-    distance_gradient : (T, [B,] N, K) ``d loss / d d_ij`` read off the backward pass (runs by
+    distance_gradient
+        (T, [B,] N, K) ``d loss / d d_ij`` read off the backward pass (runs by
         autograd without a background, with ``record_responsibilities``; per run for a batch): ``N`` times it is ``r`` for
         the log-sum-exp loss (Theorem 1). ``d`` is the distance the log-sum-exp takes (for learned
         scales: the scaled distance, minus the volume term when there is one).
-    entropy : (T, [B]) mean responsibility entropy of ``responsibilities`` in nats (``log K`` =
+    entropy
+        (T, [B]) mean responsibility entropy of ``responsibilities`` in nats (``log K`` =
         uniform). With ``record_responsibilities``.
-    usage : (T, [B,] K) mean responsibility of each component over the points. With
+    usage
+        (T, [B,] K) mean responsibility of each component over the points. With
         ``record_responsibilities``.
-    scales : (T, K) the learned ``sigma_j`` (learned scales only).
-    scale_gradient : (T, K) ``d loss / d log sigma_j`` (learned scales only; negative: descent grows
+    scales
+        (T, K) the learned ``sigma_j`` (learned scales only).
+    scale_gradient
+        (T, K) ``d loss / d log sigma_j`` (learned scales only; negative: descent grows
         ``sigma_j``).
-    log_likelihood : (T,) the mean log-likelihood of the current parameters as a Gaussian mixture
+    log_likelihood
+        (T,) the mean log-likelihood of the current parameters as a Gaussian mixture
         with equal weights, constants included (learned scales only).
-    weights : (T, [B,] K + 1) the mixture weights, background first (background only).
+    weights
+        (T, [B,] K + 1) the mixture weights, background first (background only).
     """
 
     objective: str
@@ -585,16 +599,23 @@ def em_mean_update(x: Any, means: Any, sigma: float = 1.0, n_steps: int = 1) -> 
 class Coverage:
     """How prototypes cover true centres (:func:`coverage`); ``[B]`` for a batch of prototype sets.
 
-    Fields
-    ------
-    nearest : ([B,] K) int, the index of each prototype's nearest centre.
-    error : ([B,] K), the distance to it.
-    covered : ([B]) int, the number of distinct centres that are some prototype's nearest.
-    distinct : ([B]) bool, every prototype's nearest centre is a different one (needs K <= C).
-    worst_error : ([B]), the largest distance from a prototype to its nearest centre.
-    gap : ([B]), the largest distance from a centre to its nearest prototype (0 when every centre
+    Attributes
+    ----------
+    nearest
+        ([B,] K) int, the index of each prototype's nearest centre.
+    error
+        ([B,] K), the distance to it.
+    covered
+        ([B]) int, the number of distinct centres that are some prototype's nearest.
+    distinct
+        ([B]) bool, every prototype's nearest centre is a different one (needs K <= C).
+    worst_error
+        ([B]), the largest distance from a prototype to its nearest centre.
+    gap
+        ([B]), the largest distance from a centre to its nearest prototype (0 when every centre
         has a prototype on it).
-    within : ([B]) int, the number of centres with a prototype closer than ``radius``
+    within
+        ([B]) int, the number of centres with a prototype closer than ``radius``
         (``None`` without a radius).
     """
 
@@ -615,7 +636,7 @@ def coverage(means: Any, centers: Any, radius: float | None = None) -> Coverage:
     means : (K, D), or (B, K, D) for B prototype sets
     centers : (C, D)
     radius : float > 0, optional
-        For :attr:`Coverage.within`.
+        For ``Coverage.within``.
 
     Returns
     -------
@@ -696,11 +717,14 @@ def far_starts(x: Any, n_components: int = 3, radius: float = 12.0, seeds: Any =
 class CoverageTable:
     """Clusters covered per start (:func:`coverage_table`).
 
-    Fields
-    ------
-    starts : the names of the families of starts, in order.
-    objectives : the objectives, in order.
-    covered : (F, O, S) int, :attr:`Coverage.covered` of the fitted prototypes for family ``f``,
+    Attributes
+    ----------
+    starts
+        the names of the families of starts, in order.
+    objectives
+        the objectives, in order.
+    covered
+        (F, O, S) int, ``Coverage.covered`` of the fitted prototypes for family ``f``,
         objective ``o`` and start ``s``.
     """
 
@@ -859,9 +883,10 @@ def prototype_gradient_norms(objective: str, x: Any, means: Any, sigma: float = 
 class FarPointProfile:
     """Gradient magnitude along a ray away from the prototypes (:func:`far_point_profile`).
 
-    Fields
-    ------
-    t : (T,) the ray parameters; nearest : (T,) the distance of each point to its nearest
+    Attributes
+    ----------
+    t
+        (T,) the ray parameters; nearest : (T,) the distance of each point to its nearest
     prototype; grad_norm : (T,) ``||d loss / d mu||`` of each point (the loss, minimized).
     """
 
@@ -921,11 +946,13 @@ def far_point_profile(
 class TrajectoryCoupling:
     """Coupling along a training trajectory (:func:`trajectory_coupling`), arrays (T,) or (T, S).
 
-    Fields
-    ------
-    mean_offdiag : the mean over points of ``sum_{j != k} |J_i[j, k]|`` (for ``"lse"``
+    Attributes
+    ----------
+    mean_offdiag
+        the mean over points of ``sum_{j != k} |J_i[j, k]|`` (for ``"lse"``
         ``1 - sum_j r_ij^2``, the responsibility mass a point shares).
-    shared : the fraction of points with some ``|J_i[j, k]| > 0.01``.
+    shared
+        the fraction of points with some ``|J_i[j, k]| > 0.01``.
     """
 
     mean_offdiag: np.ndarray
@@ -943,7 +970,7 @@ def trajectory_coupling(objective: str, x: Any, means_path: Any, sigma: float = 
     ----------
     objective : one of :data:`iemlib.objectives.LOSSES`
     x : (N, D)
-    means_path : (T, K, D), or (T, S, K, D) for S runs (e.g. :attr:`PrototypeFit.means`)
+    means_path : (T, K, D), or (T, S, K, D) for S runs (e.g. ``PrototypeFit.means``)
     sigma : float > 0
 
     Returns

@@ -55,7 +55,7 @@ def single_threaded() -> Iterator[None]:
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device a computation runs on.
 
-    ``None`` or ``"cpu"``: the CPU. ``"auto"``: CUDA when :func:`torch.cuda.is_available`, else the
+    ``None`` or ``"cpu"``: the CPU. ``"auto"``: CUDA when ``torch.cuda.is_available()``, else the
     CPU. Anything else is passed to :class:`torch.device` (``"cuda"``, ``"cuda:1"``, ...); a CUDA
     device that is not available raises ``ValueError``.
     """

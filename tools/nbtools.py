@@ -49,7 +49,8 @@ def setup_source(url: str, ref: str) -> str:
         "try:\n"
         "    import iemlib\n"
         "except ImportError:\n"
-        f'    %pip install --quiet "iemlib @ git+{url}@{ref}"\n'
+        f'    IEMLIB = "git+{url}@{ref}"\n'
+        '    %pip install --quiet "iemlib @ {IEMLIB}"\n'
         "    import iemlib"
     )
 

@@ -3,14 +3,14 @@
 
 Modules:
 
-- :mod:`~iemlib.attention.head`: forward pass, loss, the paper's closed-form backward pass, the
+- ``iemlib.attention.head``: forward pass, loss, the paper's closed-form backward pass, the
   autograd reference, initialisation and a gradient step (paper layout, ``q_i = W_Q x_i``);
-- :mod:`~iemlib.attention.toy`: the toy simulation of §7.1 and its summary;
-- :mod:`~iemlib.attention.diagnostics`: compatibility, advantage, usage, entropies, PCA and the
+- ``iemlib.attention.toy``: the toy simulation of §7.1 and its summary;
+- ``iemlib.attention.diagnostics``: compatibility, advantage, usage, entropies, PCA and the
   two settling steps;
-- :mod:`~iemlib.attention.hopfield`: where Theorem 1 applies to attention literally;
-- :mod:`~iemlib.attention.trainer`: the batched EM-vs-SGD trainer (row layout, ``x @ W``);
-- :mod:`~iemlib.attention.reference`: a plain per-seed loop to time the trainer against.
+- ``iemlib.attention.hopfield``: where Theorem 1 applies to attention literally;
+- ``iemlib.attention.trainer``: the batched EM-vs-SGD trainer (row layout, ``x @ W``);
+- ``iemlib.attention.reference``: a plain per-seed loop to time the trainer against.
 
 The experiment of chapter 8 (its configurations, controls and archive) is
 :mod:`iemlib.experiments.em_vs_sgd`.
@@ -48,7 +48,11 @@ from .reference import ReferenceRun, run_reference
 from .toy import ToyRun, ToySummary, simulate_toy, toy_summary
 from .trainer import (
     AttentionPass,
+    BayesScores,
     Config,
+    FinalScores,
+    HeldOutScores,
+    Probes,
     Result,
     RowParams,
     attention_pass,
@@ -73,7 +77,8 @@ __all__ = [
     "hopfield_similarities", "hopfield_energy", "hopfield_update", "HopfieldRun", "hopfield_retrieve",
     # trainer
     "Config", "RowParams", "init_row_params", "AttentionPass", "attention_pass", "gradient_value_map",
-    "least_squares_value_map", "effective_step_scale", "Result", "train",
+    "least_squares_value_map", "effective_step_scale", "Result", "FinalScores", "HeldOutScores",
+    "BayesScores", "Probes", "train",
     # reference
     "ReferenceRun", "run_reference",
 ]

@@ -188,9 +188,12 @@ class PCA(NamedTuple):
 
     Attributes
     ----------
-    projected : ``(n, n_components)`` the centred points in the components' coordinates.
-    components : ``(n_components, d)`` unit principal directions.
-    explained_variance_ratio : ``(n_components,)`` share of the total variance along each.
+    projected
+        ``(n, n_components)`` the centred points in the components' coordinates.
+    components
+        ``(n_components, d)`` unit principal directions.
+    explained_variance_ratio
+        ``(n_components,)`` share of the total variance along each.
     """
 
     projected: np.ndarray

@@ -81,12 +81,18 @@ class HeadParams:
 
     Attributes
     ----------
-    W_Q, W_K : ``(d_k, d_x)``
-    W_V : ``(d_v, d_x)``
-    W_O : ``(C, d_v)``
-    b : ``(C,)``
+    W_Q, W_K
+        ``(d_k, d_x)``
+    W_V
+        ``(d_v, d_x)``
+    W_O
+        ``(C, d_v)``
+    b
+        ``(C,)``
 
-    Iterating gives the five in :data:`PARAM_NAMES` order, so ``f(x, y, *params)`` passes them.
+    Notes
+    -----
+    Iterating gives the five in ``PARAM_NAMES`` order, so ``f(x, y, *params)`` passes them.
     """
 
     W_Q: Any
@@ -104,10 +110,14 @@ class Forward(NamedTuple):
 
     Attributes
     ----------
-    alpha : ``(..., T, T)`` attention weights, rows sum to one (the responsibilities).
-    v : ``(..., T, d_v)`` values ``v_j = W_V x_j``.
-    g : ``(..., T, d_v)`` contexts ``g_i = sum_j alpha_ij v_j``.
-    s : ``(..., T, T)`` raw scores ``q_i^T k_j / sqrt(d_k)``, *unmasked* (the mask acts in the softmax).
+    alpha
+        ``(..., T, T)`` attention weights, rows sum to one (the responsibilities).
+    v
+        ``(..., T, d_v)`` values ``v_j = W_V x_j``.
+    g
+        ``(..., T, d_v)`` contexts ``g_i = sum_j alpha_ij v_j``.
+    s
+        ``(..., T, T)`` raw scores ``q_i^T k_j / sqrt(d_k)``, *unmasked* (the mask acts in the softmax).
     """
 
     alpha: ArrayLike
@@ -125,17 +135,28 @@ class Backward:
 
     Attributes
     ----------
-    W_Q, W_K, W_V, W_O, b : parameter gradients (as :func:`closed_form_gradients`; also :attr:`grads`).
-    q, k : ``(T, d_k)``; v : ``(T, d_v)``; s : ``(T, T)`` unmasked scores; alpha : ``(T, T)``;
-    g : ``(T, d_v)``; logits, p : ``(T, C)``; loss : the summed loss (0-d; a float for numpy input).
-    delta : ``p - onehot(y)``, ``(T, C)``.
-    u : ``(T, d_v)``, rows ``u_i = dL/dg_i``.
-    B : ``(T, T)`` compatibilities ``b_ij = u_i^T v_j`` (= ``dL_dalpha``).
-    E_B : ``(T,)``, ``E_{alpha_i}[b]``.
-    B_centered : ``b_ij - E_{alpha_i}[b]`` (§8.1's advantage matrix), zero at masked positions.
-    advantage : ``-B_centered`` (§3.4's ``A_ij``; descent raises ``s_ij`` where it is positive).
-    mask : boolean ``(T, T)``, the allowed positions.
-    dL_dalpha, dL_ds, dL_dv, dL_dq, dL_dk : the gradients of the loss with respect to those.
+    W_Q, W_K, W_V, W_O, b
+        parameter gradients (as :func:`closed_form_gradients`; also :attr:`grads`).
+    q, k
+        ``(T, d_k)``; v : ``(T, d_v)``; s : ``(T, T)`` unmasked scores; alpha : ``(T, T)``;
+    g
+        ``(T, d_v)``; logits, p : ``(T, C)``; loss : the summed loss (0-d; a float for numpy input).
+    delta
+        ``p - onehot(y)``, ``(T, C)``.
+    u
+        ``(T, d_v)``, rows ``u_i = dL/dg_i``.
+    B
+        ``(T, T)`` compatibilities ``b_ij = u_i^T v_j`` (= ``dL_dalpha``).
+    E_B
+        ``(T,)``, ``E_{alpha_i}[b]``.
+    B_centered
+        ``b_ij - E_{alpha_i}[b]`` (§8.1's advantage matrix), zero at masked positions.
+    advantage
+        ``-B_centered`` (§3.4's ``A_ij``; descent raises ``s_ij`` where it is positive).
+    mask
+        boolean ``(T, T)``, the allowed positions.
+    dL_dalpha, dL_ds, dL_dv, dL_dq, dL_dk
+        the gradients of the loss with respect to those.
     """
 
     W_Q: Any
@@ -177,9 +198,12 @@ class HeadGradients:
 
     Attributes
     ----------
-    W_Q, W_K, W_V, W_O, b : the parameter gradients.
-    dL_dg : ``(T, d_v)`` (the closed form's ``u``); dL_dalpha : ``(T, T)`` (the closed form's ``B``);
-    dL_ds : ``(T, T)``; dL_dv : ``(T, d_v)``; dL_dq, dL_dk : ``(T, d_k)``.
+    W_Q, W_K, W_V, W_O, b
+        the parameter gradients.
+    dL_dg
+        ``(T, d_v)`` (the closed form's ``u``); dL_dalpha : ``(T, T)`` (the closed form's ``B``);
+    dL_ds
+        ``(T, T)``; dL_dv : ``(T, d_v)``; dL_dq, dL_dk : ``(T, d_k)``.
     """
 
     W_Q: Any

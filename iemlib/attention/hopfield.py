@@ -107,9 +107,12 @@ class HopfieldRun:
 
     Attributes
     ----------
-    beta : the inverse temperature.
-    states : ``(n_steps+1, B, D)`` every state, the start first.
-    energy : ``(n_steps+1, B)`` their energies.
+    beta
+        the inverse temperature.
+    states
+        ``(n_steps+1, B, D)`` every state, the start first.
+    energy
+        ``(n_steps+1, B)`` their energies.
     """
 
     beta: float

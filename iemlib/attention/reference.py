@@ -2,7 +2,7 @@
 
 RE-IMPLEMENTATION, in our own code, of the *straightforward* loop of the authors' public script
 ``em_vs_sgd_multiseed.py`` (Aggarwal, Dalal & Misra 2025; we read it and wrote this from its
-description), importable so that every build of the book can time :func:`iemlib.attention.trainer.train`
+description), importable so that every build of the book can time :func:`iemlib.attention.train`
 against it (``iemlib.experiments.em_vs_sgd.time_against_reference``):
 
 * data: a generator seeded with ``seed`` draws a uniform start state, then one
@@ -39,13 +39,16 @@ _N_SYMBOLS, _D_X, _D_K, _D_V, _SEQ_LEN, _STAY = 8, 20, 10, 15, 2000, 0.3
 
 @dataclass(frozen=True, eq=False)
 class ReferenceRun:
-    """Both schedules of one seed of the reference loop (:func:`run_reference`).
+    """Both schedules of one seed of the reference loop (:func:`iemlib.attention.run_reference`).
 
     Attributes
     ----------
-    seed : the seed.
-    em_losses, sgd_losses : ``(n_steps,)`` mean cross-entropy before each update.
-    em_loss, sgd_loss, em_acc, sgd_acc, em_entropy, sgd_entropy : after the last update: loss,
+    seed
+        the seed.
+    em_losses, sgd_losses
+        ``(n_steps,)`` mean cross-entropy before each update.
+    em_loss, sgd_loss, em_acc, sgd_acc, em_entropy, sgd_entropy
+        after the last update: loss,
         accuracy and mean predictive entropy.
     """
 

@@ -27,14 +27,22 @@ class ToyRun:
 
     Attributes
     ----------
-    random_state, lr, init_scale, causal : the run's settings.
-    x : ``(T, d_x)``; y : ``(T,)`` the sequence and its targets.
-    params : :class:`HeadParams` of histories ``(n_steps+1, *shape)``.
-    loss : ``(n_steps+1,)`` the summed loss.
-    alpha, s, B, advantage, dL_ds : ``(n_steps+1, T, T)`` (``advantage`` in §3.4's sign).
-    v, u, dL_dv : ``(n_steps+1, T, d_v)``.
-    p : ``(n_steps+1, T, C)``.
-    grads : :class:`HeadParams` of gradient histories ``(n_steps+1, *shape)``.
+    random_state, lr, init_scale, causal
+        the run's settings.
+    x
+        ``(T, d_x)``; y : ``(T,)`` the sequence and its targets.
+    params
+        :class:`HeadParams` of histories ``(n_steps+1, *shape)``.
+    loss
+        ``(n_steps+1,)`` the summed loss.
+    alpha, s, B, advantage, dL_ds
+        ``(n_steps+1, T, T)`` (``advantage`` in §3.4's sign).
+    v, u, dL_dv
+        ``(n_steps+1, T, d_v)``.
+    p
+        ``(n_steps+1, T, C)``.
+    grads
+        :class:`HeadParams` of gradient histories ``(n_steps+1, *shape)``.
     """
 
     random_state: int
@@ -81,7 +89,7 @@ def simulate_toy(
     """The toy simulation of the paper's §7.1, driven by the closed forms (no autograd).
 
     One sequence ``x_j ~ N(0, I_{d_x})``, random targets ``y_i`` uniform in ``{0, ..., C-1}``,
-    parameters :func:`~iemlib.attention.head.init_params` (``N(0, init_scale^2)``, ``b = 0``), then
+    parameters :func:`~iemlib.attention.init_params` (``N(0, init_scale^2)``, ``b = 0``), then
     ``n_steps`` steps of full-batch gradient descent with fixed ``lr`` on the summed cross-entropy
     **loss** (minimized).
 
@@ -149,29 +157,46 @@ class ToySummary:
 
     Attributes
     ----------
-    loss_start, loss_end : the first and last loss.
-    monotone : the loss fell at every step. finite : every loss is finite.
-    entropy_end : mean attention entropy at the end (nats).
-    max_weight_end : mean over queries of the largest final weight.
-    usage_std_start, usage_std_end : spread (std over ``j``) of the column usage ``sum_i alpha_ij``.
-    columns_over_one, columns_under_half : columns whose final usage exceeds 1 (one query's worth) or
+    loss_start, loss_end
+        the first and last loss.
+    monotone
+        the loss fell at every step. finite : every loss is finite.
+    entropy_end
+        mean attention entropy at the end (nats).
+    max_weight_end
+        mean over queries of the largest final weight.
+    usage_std_start, usage_std_end
+        spread (std over ``j``) of the column usage ``sum_i alpha_ij``.
+    columns_over_one, columns_under_half
+        columns whose final usage exceeds 1 (one query's worth) or
         falls below 0.5.
-    corr_usage_grad_median : median over steps of the correlation across columns of usage and
+    corr_usage_grad_median
+        median over steps of the correlation across columns of usage and
         ``||dL/dv_j||``; corr_usage_grad_late : its mean from step ``late_from`` on.
-    value_step_lowers_compat : fraction of steps at which the value step lowers
+    value_step_lowers_compat
+        fraction of steps at which the value step lowers
         ``sum_ij alpha_ij b_ij`` to first order.
-    alpha_rise_at_positive_A, alpha_rise_at_negative_A : fraction of entries whose weight rises in
+    alpha_rise_at_positive_A, alpha_rise_at_negative_A
+        fraction of entries whose weight rises in
         one step, split by the sign of the advantage before it.
-    score_sign_agreement : fraction of entries where the realized score change has the sign of the
+    score_sign_agreement
+        fraction of entries where the realized score change has the sign of the
         free-score step.
-    value_update_cos_median : median cosine of realized and free value updates.
-    score_grad_positive_fraction : fraction of allowed entries with ``dL/ds_ij > 0``.
-    score_grad_row_sum_max : largest ``|sum_j dL/ds_ij|``.
-    t90_alpha, t90_v, t90_v_direction : :func:`~iemlib.attention.diagnostics.displacement_step` (90 %)
+    value_update_cos_median
+        median cosine of realized and free value updates.
+    score_grad_positive_fraction
+        fraction of allowed entries with ``dL/ds_ij > 0``.
+    score_grad_row_sum_max
+        largest ``|sum_j dL/ds_ij|``.
+    t90_alpha, t90_v, t90_v_direction
+        :func:`~iemlib.attention.displacement_step` (90 %)
         of the attention weights, of the values, and of the value directions ``v_j / ||v_j||``.
-    value_norm_max_end : largest final value norm.
-    value_norm_growth : mean final over mean initial value norm.
-    pca_pc1_ratio : share of the variance of all value positions over training on their first
+    value_norm_max_end
+        largest final value norm.
+    value_norm_growth
+        mean final over mean initial value norm.
+    pca_pc1_ratio
+        share of the variance of all value positions over training on their first
         principal component.
     """
 

@@ -114,21 +114,35 @@ class Config:
 
     Attributes
     ----------
-    name : the configuration's name (runs are keyed by ``(name, seed, schedule)``).
-    n_states, stay_prob, reading, include_diagonal_in_normalization : the chain
+    name
+        the configuration's name (runs are keyed by ``(name, seed, schedule)``).
+    n_states, stay_prob, reading, include_diagonal_in_normalization
+        the chain
         (:func:`iemlib.markov.sticky_transition_matrix`).
-    seq_len : states per sequence (``N = seq_len - 1`` positions).
-    d_x, d_k, d_v : dimensions of inputs, queries/keys, values.
-    n_steps : training steps. init_std : standard deviation of the initial weights.
-    bias : train the output bias ``b``. values : ``"projected"`` (``v_j = W_V x_j``) or ``"free"``.
-    reduction : ``"mean"`` or ``"sum"`` of the cross-entropy over positions.
-    lr_sgd : SGD's rate; lr_sgd_value : SGD's rate on ``W_V`` (``None``: ``lr_sgd``).
-    lr_value, lr_routing : the EM-like schedule's value and routing steps.
-    em_update : ``"simultaneous"`` or ``"alternating"``.
-    seeds : data and initialization seeds.
-    value_map : ``"gradient"`` (eq. 31) or ``"least_squares"`` for the EM-like step on projected values.
-    match_effective_step : scale the free / least-squares value step by ``kappa = tr(X^T X)/d_x``.
-    heldout_offset : the held-out sequence's seed is the data seed plus this.
+    seq_len
+        states per sequence (``N = seq_len - 1`` positions).
+    d_x, d_k, d_v
+        dimensions of inputs, queries/keys, values.
+    n_steps
+        training steps. init_std : standard deviation of the initial weights.
+    bias
+        train the output bias ``b``. values : ``"projected"`` (``v_j = W_V x_j``) or ``"free"``.
+    reduction
+        ``"mean"`` or ``"sum"`` of the cross-entropy over positions.
+    lr_sgd
+        SGD's rate; lr_sgd_value : SGD's rate on ``W_V`` (``None``: ``lr_sgd``).
+    lr_value, lr_routing
+        the EM-like schedule's value and routing steps.
+    em_update
+        ``"simultaneous"`` or ``"alternating"``.
+    seeds
+        data and initialization seeds.
+    value_map
+        ``"gradient"`` (eq. 31) or ``"least_squares"`` for the EM-like step on projected values.
+    match_effective_step
+        scale the free / least-squares value step by ``kappa = tr(X^T X)/d_x``.
+    heldout_offset
+        the held-out sequence's seed is the data seed plus this.
     """
 
     name: str = "paper"
@@ -196,8 +210,10 @@ class RowParams:
 
     Attributes
     ----------
-    W_Q, W_K : ``(d_x, d_k)``; W_V : ``(d_x, d_v)``; W_O : ``(d_v, C)``; b : ``(C,)``.
-    V : ``(N, d_v)`` the values of a trained model on its training sequence (``x W_V``, or the free
+    W_Q, W_K
+        ``(d_x, d_k)``; W_V : ``(d_x, d_v)``; W_O : ``(d_v, C)``; b : ``(C,)``.
+    V
+        ``(N, d_v)`` the values of a trained model on its training sequence (``x W_V``, or the free
         values); ``None`` for an initialization.
     """
 
@@ -245,13 +261,18 @@ class AttentionPass:
 
     Attributes
     ----------
-    loss, acc, entropy : ``(R,)`` mean cross-entropy per position (whatever the weight), accuracy,
+    loss, acc, entropy
+        ``(R,)`` mean cross-entropy per position (whatever the weight), accuracy,
         mean predictive entropy.
-    dQ, dK : ``(R, N, d_k)`` gradients of the weighted loss with respect to ``q_i = x_i W_Q`` and
+    dQ, dK
+        ``(R, N, d_k)`` gradients of the weighted loss with respect to ``q_i = x_i W_Q`` and
         ``k_j`` (eqs. 25, 27).
-    dV : ``(R, N, d_v)`` with respect to ``v_j`` (eq. 16: ``sum_i alpha_ij u_i``).
-    dW_O : ``(R, d_v, C)``; db : ``(R, C)``.
-    probs : ``(R, N, C)`` predictive distributions, when asked for (else ``None``).
+    dV
+        ``(R, N, d_v)`` with respect to ``v_j`` (eq. 16: ``sum_i alpha_ij u_i``).
+    dW_O
+        ``(R, d_v, C)``; db : ``(R, C)``.
+    probs
+        ``(R, N, C)`` predictive distributions, when asked for (else ``None``).
     """
 
     loss: torch.Tensor
@@ -445,8 +466,10 @@ class FinalScores:
 
     Attributes
     ----------
-    loss : mean cross-entropy per position (nats). acc : accuracy. entropy : mean predictive entropy.
-    kl_bayes : mean ``KL(Bayes filter || model)`` over positions (NaN when not computed).
+    loss
+        mean cross-entropy per position (nats). acc : accuracy. entropy : mean predictive entropy.
+    kl_bayes
+        mean ``KL(Bayes filter || model)`` over positions (NaN when not computed).
     """
 
     loss: np.ndarray
@@ -462,7 +485,8 @@ class HeldOutScores(FinalScores):
 
     Attributes
     ----------
-    probs : ``(R, N, C)`` the predictive distributions (``(R, 0, C)`` in a result read from an archive).
+    probs
+        ``(R, N, C)`` the predictive distributions (``(R, 0, C)`` in a result read from an archive).
     """
 
     probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
@@ -474,7 +498,8 @@ class BayesScores:
 
     Attributes
     ----------
-    train_loss, train_acc, heldout_loss, heldout_acc : its cross-entropy (the true minimum loss) and
+    train_loss, train_acc, heldout_loss, heldout_acc
+        its cross-entropy (the true minimum loss) and
         accuracy on the training and the held-out sequence.
     """
 
@@ -490,8 +515,10 @@ class Probes:
 
     Attributes
     ----------
-    attn_entropy : mean over queries of ``-sum_j alpha_ij log alpha_ij`` (nats).
-    dalpha : ``||alpha_{t+1} - alpha_t||_F``; dvalue : ``||V_{t+1} - V_t||_F``; vnorm : ``||V_t||_F``.
+    attn_entropy
+        mean over queries of ``-sum_j alpha_ij log alpha_ij`` (nats).
+    dalpha
+        ``||alpha_{t+1} - alpha_t||_F``; dvalue : ``||V_{t+1} - V_t||_F``; vnorm : ``||V_t||_F``.
     """
 
     attn_entropy: np.ndarray
@@ -506,20 +533,33 @@ class Result:
 
     Attributes
     ----------
-    runs : ``(config name, seed, schedule)`` of every run.
-    configs : name -> :class:`Config`.
-    loss, acc, entropy : ``(R, n_steps)`` mean cross-entropy, accuracy and predictive entropy before
+    runs
+        ``(config name, seed, schedule)`` of every run.
+    configs
+        name -> :class:`Config`.
+    loss, acc, entropy
+        ``(R, n_steps)`` mean cross-entropy, accuracy and predictive entropy before
         each update.
-    final : :class:`FinalScores` after the last update.
-    probs : ``(R, N, C)`` final predictive distributions on the training sequence.
-    value_steps : steps at which value vectors were recorded; value_index : the sampled positions;
-    values : ``(R, len(value_steps), n_sample, d_v)``.
-    diverged : ``(R,)`` a non-finite loss was met (the run was frozen there).
-    params : final :class:`RowParams` (batched over runs, ``V`` included); ``None`` when not kept.
-    seconds : training wall time. device : where the runs were trained (``"cpu"``, ``"cuda:0"``, ...).
-    heldout : :class:`HeldOutScores`. bayes : :class:`BayesScores`.
-    probe_steps : steps of the probes; probes : :class:`Probes`.
-    kappa : ``(R,)`` ``tr(X^T X)/d_x`` of each run's training inputs.
+    final
+        :class:`FinalScores` after the last update.
+    probs
+        ``(R, N, C)`` final predictive distributions on the training sequence.
+    value_steps
+        steps at which value vectors were recorded; value_index : the sampled positions;
+    values
+        ``(R, len(value_steps), n_sample, d_v)``.
+    diverged
+        ``(R,)`` a non-finite loss was met (the run was frozen there).
+    params
+        final :class:`RowParams` (batched over runs, ``V`` included); ``None`` when not kept.
+    seconds
+        training wall time. device : where the runs were trained (``"cpu"``, ``"cuda:0"``, ...).
+    heldout
+        :class:`HeldOutScores`. bayes : :class:`BayesScores`.
+    probe_steps
+        steps of the probes; probes : :class:`Probes`.
+    kappa
+        ``(R,)`` ``tr(X^T X)/d_x`` of each run's training inputs.
     """
 
     runs: list[tuple[str, int, str]]

@@ -139,6 +139,8 @@ class ResponsibilityExplorer:
     d_range : float > 0
         The sliders run over ``[-d_range, d_range]``; initial values must lie in it.
 
+    Notes
+    -----
     Display the object itself (last expression of a cell). ``explorer.sliders[j].value = ...``
     moves a slider programmatically; :meth:`values` returns what the bars show.
     """

@@ -34,14 +34,22 @@ class ScaleRuns:
 
     Attributes
     ----------
-    step : (T,) the recorded steps.
-    scale : the scale of the distances: ``a^2`` (prototype) or ``||W||_F`` (linear).
-    train_loss : mean training cross-entropy (minimized).
-    train_acc, test_acc : training and held-out accuracy.
-    test_nll : held-out mean cross-entropy.
-    test_ece : held-out expected calibration error (:func:`iemlib.metrics.expected_calibration_error`, 15 bins).
-    test_conf : held-out mean max-softmax confidence.
-    logit_spread : mean over held-out inputs of the standard deviation of their logits.
+    step
+        (T,) the recorded steps.
+    scale
+        the scale of the distances: ``a^2`` (prototype) or ``||W||_F`` (linear).
+    train_loss
+        mean training cross-entropy (minimized).
+    train_acc, test_acc
+        training and held-out accuracy.
+    test_nll
+        held-out mean cross-entropy.
+    test_ece
+        held-out expected calibration error (:func:`iemlib.metrics.expected_calibration_error`, 15 bins).
+    test_conf
+        held-out mean max-softmax confidence.
+    logit_spread
+        mean over held-out inputs of the standard deviation of their logits.
     """
 
     step: np.ndarray
@@ -147,9 +155,12 @@ class NoiseConfidence:
 
     Attributes
     ----------
-    scale : (A,) noise amplitudes.
-    median_confidence : (A,) median max-softmax confidence on the noise images.
-    median_L : (A,) median objective ``L = log sum_j exp(z_j)`` (:func:`iemlib.metrics.energy_score`).
+    scale
+        (A,) noise amplitudes.
+    median_confidence
+        (A,) median max-softmax confidence on the noise images.
+    median_L
+        (A,) median objective ``L = log sum_j exp(z_j)`` (:func:`iemlib.metrics.energy_score`).
     """
 
     scale: np.ndarray

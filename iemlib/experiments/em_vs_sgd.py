@@ -1,6 +1,6 @@
 """Chapter 8's experiment: EM-like vs SGD training of one attention head on the sticky chain.
 
-What belongs to the experiment rather than to the trainer (:mod:`iemlib.attention.trainer`):
+What belongs to the experiment rather than to the trainer (``iemlib.attention.trainer``):
 
 * the two readings of the paper, :data:`PAPER` (our reading of its words) and :data:`PUBLIC` (the
   authors' public implementation);
@@ -339,14 +339,20 @@ class RunComparison:
 
     Attributes
     ----------
-    n_runs : runs compared. n_prefix : how many of them were compared as prefixes (a live run
+    n_runs
+        runs compared. n_prefix : how many of them were compared as prefixes (a live run
         shorter than the archived one).
-    max_curve : largest absolute difference of any training-loss point.
-    max_final, max_heldout : of the final training loss and the held-out loss, over the full-length
+    max_curve
+        largest absolute difference of any training-loss point.
+    max_final, max_heldout
+        of the final training loss and the held-out loss, over the full-length
         runs (``nan`` when there are none).
-    tol : the tolerance applied (:func:`comparison_tolerance` unless given).
-    live_device, archived_device : where each side was trained.
-    agree : every difference ``<= tol`` and every final loss finite.
+    tol
+        the tolerance applied (:func:`comparison_tolerance` unless given).
+    live_device, archived_device
+        where each side was trained.
+    agree
+        every difference ``<= tol`` and every final loss finite.
     """
 
     n_runs: int
@@ -395,7 +401,7 @@ def compare_runs(live: Result, archived: Result, runs: Sequence[tuple[str, int, 
 
     Parameters
     ----------
-    live, archived : results of :func:`~iemlib.attention.trainer.train` / :func:`load_result`.
+    live, archived : results of :func:`~iemlib.attention.train` / :func:`load_result`.
     runs : the ``(config, seed, schedule)`` runs to compare (default: every run both hold).
     tol : the tolerance in nats; ``None`` derives it from the devices.
 
@@ -459,12 +465,17 @@ class Summary:
 
     Attributes
     ----------
-    seeds : the seeds.
-    loss_em, loss_sgd, acc_em, acc_sgd, entropy_em, entropy_sgd : final training scores per schedule.
-    kl_em_sgd : mean ``KL(EM || SGD)`` of the final predictive distributions (NaN for a result read
+    seeds
+        the seeds.
+    loss_em, loss_sgd, acc_em, acc_sgd, entropy_em, entropy_sgd
+        final training scores per schedule.
+    kl_em_sgd
+        mean ``KL(EM || SGD)`` of the final predictive distributions (NaN for a result read
         from an archive, which keeps none).
-    em_steps_to_sgd_final : steps the EM-like run takes to reach its seed's final SGD loss (NaN: never).
-    min_entropy : the chain's entropy rate.
+    em_steps_to_sgd_final
+        steps the EM-like run takes to reach its seed's final SGD loss (NaN: never).
+    min_entropy
+        the chain's entropy rate.
     heldout_loss_em, heldout_loss_sgd, heldout_acc_em, heldout_acc_sgd, heldout_entropy_em,
     heldout_entropy_sgd, heldout_kl_em_sgd : the same on the held-out sequence.
     bayes_train_loss, bayes_train_acc, bayes_heldout_loss, bayes_heldout_acc : the Bayes filter's.
@@ -542,14 +553,21 @@ class SpeedComparison:
 
     Attributes
     ----------
-    n_seeds, n_steps : the work: ``n_seeds`` seeds x 2 schedules x ``n_steps`` steps of :data:`PUBLIC`.
-    threads : the thread count of both sides (one torch and one BLAS thread each).
-    seconds_trainer : wall time of the trainer, the mean of the runs before and after the reference.
-    seconds_reference : wall time of the reference loop.
-    max_loss_difference : largest ``|loss(trainer) - loss(reference)|`` over every step, seed and
+    n_seeds, n_steps
+        the work: ``n_seeds`` seeds x 2 schedules x ``n_steps`` steps of :data:`PUBLIC`.
+    threads
+        the thread count of both sides (one torch and one BLAS thread each).
+    seconds_trainer
+        wall time of the trainer, the mean of the runs before and after the reference.
+    seconds_reference
+        wall time of the reference loop.
+    max_loss_difference
+        largest ``|loss(trainer) - loss(reference)|`` over every step, seed and
         schedule (float32 rounding: the two compute the same iterates).
-    trainer : the trainer's :class:`~iemlib.attention.trainer.Result` (of its first timing).
-    reference : the reference's runs, one per seed.
+    trainer
+        the trainer's :class:`~iemlib.attention.trainer.Result` (of its first timing).
+    reference
+        the reference's runs, one per seed.
     """
 
     n_seeds: int
@@ -596,7 +614,7 @@ def time_against_reference(n_steps: int = 5, n_seeds: int = 1, *,
     ----------
     n_steps : steps of each schedule.
     n_seeds : the first ``n_seeds`` of the five seeds.
-    reference : ``reference(seed, n_steps) -> ReferenceRun``; default :func:`run_reference`
+    reference : ``reference(seed, n_steps) -> ReferenceRun``; default :func:`iemlib.attention.run_reference`
         (the bench can pass a wrapper around the authors' own script).
 
     Returns

@@ -32,14 +32,20 @@ EMBEDDING_NORMS: tuple[str, ...] = ("none", "layernorm", "layernorm-affine", "la
 class EmbeddingFit:
     """The record of :func:`fit_embedding_mixture`: arrays (T, S), recorded steps by splits.
 
-    Fields
-    ------
-    step : (T,) the recorded steps.
-    objective : mean training ``L`` (maximized; at most ``log K``).
-    entropy : mean responsibility entropy over the held-out images divided by ``log K`` (1 = uniform).
-    spread : root mean squared distance of the held-out embeddings from their mean.
-    mean_distance : mean held-out ``||f(x) - mu_j||^2 / 2`` over points and components.
-    nmi : normalized mutual information between the held-out images' most responsible component
+    Attributes
+    ----------
+    step
+        (T,) the recorded steps.
+    objective
+        mean training ``L`` (maximized; at most ``log K``).
+    entropy
+        mean responsibility entropy over the held-out images divided by ``log K`` (1 = uniform).
+    spread
+        root mean squared distance of the held-out embeddings from their mean.
+    mean_distance
+        mean held-out ``||f(x) - mu_j||^2 / 2`` over points and components.
+    nmi
+        normalized mutual information between the held-out images' most responsible component
         and their class (0 = unrelated, 1 = the classes recovered).
     """
 

@@ -73,11 +73,15 @@ class OpenSetRun:
 
     Attributes
     ----------
-    known : tuple of int: the known digits (the rest are unknown).
-    accuracy : dict model -> held-out known-class accuracy, for ``"MLP"``, ``"prototype"``,
+    known
+        tuple of int: the known digits (the rest are unknown).
+    accuracy
+        dict model -> held-out known-class accuracy, for ``"MLP"``, ``"prototype"``,
         ``"prototype + reject"`` (its known classes) and ``"pixel Gaussian, per-class"``.
-    auroc : dict score -> dict set -> AUROC, for every score of :data:`SCORES` and set of :data:`OOD_SETS`.
-    fpr95 : dict score -> dict set -> false-positive rate at 95 % true-positive rate.
+    auroc
+        dict score -> dict set -> AUROC, for every score of :data:`SCORES` and set of :data:`OOD_SETS`.
+    fpr95
+        dict score -> dict set -> false-positive rate at 95 % true-positive rate.
     """
 
     known: tuple[int, ...]
@@ -177,15 +181,22 @@ class OpenSetScores:
 
     Attributes
     ----------
-    positive : the name of the in-distribution set.
-    auroc_max_softmax : dict set -> AUROC of separating ``positive`` from that set by max-softmax
+    positive
+        the name of the in-distribution set.
+    auroc_max_softmax
+        dict set -> AUROC of separating ``positive`` from that set by max-softmax
         (every set but ``positive``).
-    auroc_L : the same for the objective ``L = log sum_j exp(-d_j)``.
-    auroc_r0 : the same for ``1 - r_0``, the reject component's complement (empty without ``tau``).
-    rejected : dict set -> share of the set rejected at the built-in threshold ``r_0 > 1/2``
+    auroc_L
+        the same for the objective ``L = log sum_j exp(-d_j)``.
+    auroc_r0
+        the same for ``1 - r_0``, the reject component's complement (empty without ``tau``).
+    rejected
+        dict set -> share of the set rejected at the built-in threshold ``r_0 > 1/2``
         (every set; empty without ``tau``).
-    rejected_train : the same on the training inputs (None without ``tau`` or ``d_train``).
-    r0 : dict set -> (N,) reject responsibilities (empty without ``tau``).
+    rejected_train
+        the same on the training inputs (None without ``tau`` or ``d_train``).
+    r0
+        dict set -> (N,) reject responsibilities (empty without ``tau``).
     """
 
     positive: str

@@ -44,16 +44,22 @@ class OutlierExample:
 class OutlierSweep:
     """The result of :func:`outlier_sweep`: arrays of shape (F, S), fractions by seeds.
 
-    Fields
-    ------
-    fractions : (F,); seeds : (S,).
-    error : method -> (F, S), the mean distance of the fitted means from the true ones.
-    outlier_share : method -> (F, S), the outliers' share of the total update weight (for
+    Attributes
+    ----------
+    fractions
+        (F,); seeds : (S,).
+    error
+        method -> (F, S), the mean distance of the fitted means from the true ones.
+    outlier_share
+        method -> (F, S), the outliers' share of the total update weight (for
         ``"lse"`` simply their share of the points).
-    flag_outliers, flag_inliers : (F, S), the fractions of outliers and of inliers the background
+    flag_outliers, flag_inliers
+        (F, S), the fractions of outliers and of inliers the background
         claims (responsibility above one half); ``flag_outliers`` is NaN without outliers.
-    bg_weight : (F, S), the background's fitted weight.
-    examples : one :class:`OutlierExample` per fraction (the first seed).
+    bg_weight
+        (F, S), the background's fitted weight.
+    examples
+        one :class:`OutlierExample` per fraction (the first seed).
     """
 
     fractions: np.ndarray
@@ -76,10 +82,10 @@ def outlier_sweep(
     n_steps: int = 400,
 ) -> OutlierSweep:
     """Fit the three methods of :data:`OUTLIER_METHODS` from the true means, for every outlier
-    fraction and data seed (the seeds of a fraction as one batch of runs of :func:`fit_prototypes`).
+    fraction and data seed (the seeds of a fraction as one batch of runs of :func:`iemlib.prototypes.fit_prototypes`).
 
     The update weight of point ``i`` in mean ``j``'s step is its responsibility for ``"lse"`` (Theorem 1),
-    ``exp(-e_ij)`` for ``"correntropy"`` (both are the methods' :func:`memberships`), and the
+    ``exp(-e_ij)`` for ``"correntropy"`` (both are the methods' :func:`iemlib.prototypes.memberships`), and the
     responsibility of Gaussian ``j`` in the mixture with a background for ``"background"``.
 
     Parameters

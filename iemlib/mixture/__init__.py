@@ -8,15 +8,15 @@ Written in the book's notation: the distance of point ``x_i`` to component ``j``
 
 Modules:
 
-- :mod:`~iemlib.mixture.gaussian`: parameters (:class:`MixtureParams`), starts
+- ``iemlib.mixture.gaussian``: parameters (:class:`MixtureParams`), starts
   (:func:`random_start`, :func:`batched_starts`), densities and distances, the E- and M-steps,
   covariance conversions, :func:`distance_gradients`.
-- :mod:`~iemlib.mixture.estimators`: :class:`GaussianMixtureEM` (classical EM, scikit-learn's
+- ``iemlib.mixture.estimators``: :class:`GaussianMixtureEM` (classical EM, scikit-learn's
   conventions) and :class:`ImplicitEM` (gradient descent on the loss, no E-step).
-- :mod:`~iemlib.mixture.batched`: every start at once: :func:`batched_em`,
+- ``iemlib.mixture.batched``: every start at once: :func:`batched_em`,
   :func:`batched_gradient_descent`, :func:`batched_preconditioned_ascent`, :func:`online_em`,
   :func:`minibatch_gradient_descent`; :func:`compare_optima`.
-- :mod:`~iemlib.mixture.rates`: :func:`em_map`, :func:`em_jacobian`,
+- ``iemlib.mixture.rates``: :func:`em_map`, :func:`em_jacobian`,
   :func:`missing_information_fraction`, :func:`linear_rate`, and the Xu & Jordan bridge
   (:func:`preconditioned_mean_step`, :func:`preconditioned_em_step`).
 

@@ -113,15 +113,22 @@ class GradientDescentFit(_IterativeFit):
 
     Attributes
     ----------
-    weights, means, covariances : the returned parameters in data coordinates (best or last iterate).
-    log_likelihood : (B,) their mean log-likelihood per sample (NaN for a diverged start).
-    last_log_likelihood : (B,) that of the last iterate (what ``best_so_far=False`` returns).
-    history : (B, T + 1) the mean log-likelihood of the iterate at each iteration (NaN after a
+    weights, means, covariances
+        the returned parameters in data coordinates (best or last iterate).
+    log_likelihood
+        (B,) their mean log-likelihood per sample (NaN for a diverged start).
+    last_log_likelihood
+        (B,) that of the last iterate (what ``best_so_far=False`` returns).
+    history
+        (B, T + 1) the mean log-likelihood of the iterate at each iteration (NaN after a
         start stopped).
-    fun_evals, grad_evals : (B, T + 1) cumulative counts at each iteration (forward passes,
+    fun_evals, grad_evals
+        (B, T + 1) cumulative counts at each iteration (forward passes,
         backtracking trials included; backward passes).
-    n_fun_evals, n_grad_evals, n_iter : (B,) totals and iterations.
-    converged, diverged : (B,) bool; monotone : (B,) bool, the history never decreased.
+    n_fun_evals, n_grad_evals, n_iter
+        (B,) totals and iterations.
+    converged, diverged
+        (B,) bool; monotone : (B,) bool, the history never decreased.
     """
 
     last_log_likelihood: np.ndarray
@@ -150,11 +157,15 @@ class OptimaComparison:
 
     Attributes
     ----------
-    same : (B,) bool, the same optimum (log-likelihoods within ``ll_tol`` and matched means within
+    same
+        (B,) bool, the same optimum (log-likelihoods within ``ll_tol`` and matched means within
         ``mean_tol * scale``).
-    gap : (B,) ``ll_a - ll_b`` (positive: a is better).
-    mean_diff : (B,) the largest matched mean distance, in units of ``scale``.
-    perm : (B, K) the relabelling of b's components that matches a's (:func:`match_components`).
+    gap
+        (B,) ``ll_a - ll_b`` (positive: a is better).
+    mean_diff
+        (B,) the largest matched mean distance, in units of ``scale``.
+    perm
+        (B, K) the relabelling of b's components that matches a's (:func:`match_components`).
     """
 
     same: np.ndarray

@@ -48,11 +48,15 @@ class FitHistory:
 
     Attributes
     ----------
-    log_likelihood : ndarray (T + 1,)
+    log_likelihood
+        ndarray (T + 1,)
         Mean log-likelihood per sample of the parameters after t steps (for EM: non-decreasing).
-    means : ndarray (T + 1, K, D)
-    weights : ndarray (T + 1, K)
-    resp_entropy : ndarray (T + 1,)
+    means
+        ndarray (T + 1, K, D)
+    weights
+        ndarray (T + 1, K)
+    resp_entropy
+        ndarray (T + 1,)
         Mean entropy of the responsibilities, nats (:func:`iemlib.metrics.responsibility_entropy`).
     """
 
@@ -77,11 +81,14 @@ class GradientHistory(FitHistory):
 
     Attributes
     ----------
-    loss : ndarray (T + 1,)
+    loss
+        ndarray (T + 1,)
         The loss ``-(1/n) sum_i L_i`` (minimized); ``log_likelihood`` is ``-loss``.
-    n_fun_evals, n_grad_evals : ndarray (T + 1,) of int
+    n_fun_evals, n_grad_evals
+        ndarray (T + 1,) of int
         Cumulative counts of loss evaluations (trial steps included) and backward passes.
-    captured : dict[int, Capture]
+    captured
+        dict[int, Capture]
         Iteration -> :class:`Capture`, for the iterations in ``capture_at``.
     """
 
@@ -181,12 +188,16 @@ class GaussianMixtureEM(_MixtureEstimator):
 
     Parameters
     ----------
-    n_components, covariance_type ({"spherical", "diag", "full"}), max_iter (100), tol (1e-3),
-    reg_covar (1e-6), random_state, means_init, weights_init, precisions_init :
-        As ``sklearn.mixture.GaussianMixture``; without ``*_init`` the start is
+    n_components, covariance_type, max_iter, tol, reg_covar, random_state
+        As ``sklearn.mixture.GaussianMixture`` (defaults 1, ``"full"`` (or ``"spherical"``,
+        ``"diag"``), 100, 1e-3, 1e-6, None).
+    means_init, weights_init, precisions_init
+        The start, as ``sklearn.mixture.GaussianMixture``; without them the start is
         :func:`~iemlib.mixture.random_start` (random data points as means, the data covariance,
         uniform weights), not k-means.
 
+    Notes
+    -----
     Each iteration runs an E-step (responsibilities of the distances
     ``d_ij = -log(w_j N(x_i|mu_j, Sigma_j))`` via ``iemlib.responsibilities``) and an M-step
     (:func:`~iemlib.mixture.m_step`); it stops when the mean log-likelihood (the objective,
@@ -194,13 +205,20 @@ class GaussianMixtureEM(_MixtureEstimator):
 
     Attributes
     ----------
-    weights_, means_, covariances_, precisions_ : the fitted parameters.
-    converged_ : bool;  n_iter_ : int, the number of E/M iterations run.
-    n_e_steps_, n_m_steps_ : int, the E-steps (each one evaluation of every distance and of the
+    weights_, means_, covariances_, precisions_
+        the fitted parameters.
+    converged_
+        bool.
+    n_iter_
+        int, the number of E/M iterations run.
+    n_e_steps_, n_m_steps_
+        int, the E-steps (each one evaluation of every distance and of the
         log-likelihood, like a loss evaluation) and M-steps run, the cost counters.
-    lower_bound_ : float, as scikit-learn: the mean log-likelihood computed by the last E-step
+    lower_bound_
+        float, as scikit-learn: the mean log-likelihood computed by the last E-step
         (i.e. of the parameters *before* the last M-step).
-    history_ : :class:`FitHistory`, indexed by M-steps taken t = 0..n_iter_.
+    history_
+        :class:`FitHistory`, indexed by M-steps taken t = 0..n_iter_.
     """
 
     def fit(self, X: Any, y: Any = None) -> "GaussianMixtureEM":

@@ -52,16 +52,21 @@ class MixtureParams:
 
     Attributes
     ----------
-    weights : ndarray
+    weights
+        ndarray
         (K,) mixture weights summing to one; (B, K) for a batch.
-    means : ndarray
+    means
+        ndarray
         (K, D); (B, K, D) for a batch.
-    covariances : ndarray
+    covariances
+        ndarray
         One mixture: the shape of its covariance type ((K,), (K, D) or (K, D, D)); a batch
         (the batched sweeps, full covariances): (B, K, D, D).
 
+    Notes
+    -----
     Indexing a batch selects starts and keeps the batch axis: ``p[b]`` and ``p[b:b + 1]`` are the
-    batch of start ``b`` alone, ``p[[0, 3]]`` starts 0 and 3. The fits of :mod:`iemlib.mixture.batched`
+    batch of start ``b`` alone, ``p[[0, 3]]`` starts 0 and 3. The fits of ``iemlib.mixture.batched``
     are ``MixtureParams`` (their fitted parameters) with their diagnostics added, so a fit can be
     passed wherever a start is expected (to polish it, or to restart another method from it).
     """
@@ -83,9 +88,12 @@ class Start:
 
     Attributes
     ----------
-    means_init : ndarray (K, D)
-    weights_init : ndarray (K,), uniform
-    precisions_init : ndarray, the shape of the covariance type (inverse covariances)
+    means_init
+        ndarray (K, D)
+    weights_init
+        ndarray (K,), uniform
+    precisions_init
+        ndarray, the shape of the covariance type (inverse covariances)
     """
 
     means_init: np.ndarray
@@ -108,7 +116,7 @@ def check_mixture(
     weights : (K,) in (0, 1], summing to one.
     means : (K, D); ``D`` must equal ``n_features`` when it is given.
     covariances : the shape of ``covariance_type``, positive (full: symmetric positive definite).
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    covariance_type : one of ``COVARIANCE_TYPES``.
 
     Returns
     -------
@@ -138,7 +146,7 @@ def random_start(
     ----------
     X : (n, D) data, n >= n_components.
     n_components : int, K.
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    covariance_type : one of ``COVARIANCE_TYPES``.
     random_state : int, the seed.
     spread : float, optional
         None: the means are ``n_components`` distinct data points drawn at random. A number: the
@@ -236,7 +244,7 @@ def covariances_from_precisions(precisions: Any, covariance_type: str) -> np.nda
     Parameters
     ----------
     precisions : (K,), (K, D) or (K, D, D) as ``covariance_type`` says; positive (definite).
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    covariance_type : one of ``COVARIANCE_TYPES``.
 
     Returns
     -------
@@ -265,7 +273,7 @@ def full_covariances(covariances: Any, covariance_type: str, n_features: int) ->
     Parameters
     ----------
     covariances : (K,), (K, D) or (K, D, D) as ``covariance_type`` says.
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    covariance_type : one of ``COVARIANCE_TYPES``.
     n_features : int, D.
 
     Returns
@@ -309,7 +317,7 @@ def component_log_densities(X: Any, means: Any, covariances: Any, covariance_typ
     X : (n, D) data.
     means : (K, D).
     covariances : the shape of ``covariance_type``.
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    covariance_type : one of ``COVARIANCE_TYPES``.
 
     Returns
     -------
@@ -385,7 +393,7 @@ def m_step(
     ----------
     X : (n, D) data.
     r : (n, K) responsibilities, non-negative.
-    covariance_type : one of :data:`COVARIANCE_TYPES`.
+    covariance_type : one of ``COVARIANCE_TYPES``.
     reg_covar : float >= 0.
 
     Returns

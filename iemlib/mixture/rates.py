@@ -44,9 +44,12 @@ class MissingInformation:
 
     Attributes
     ----------
-    eigenvalues : ndarray, sorted descending (real parts), of ``I - I_c^{-1} I_o``.
-    largest : float, the largest (EM's linear rate at a fixed point).
-    observed : ndarray (p, p), ``I_o``; complete : ndarray (p, p), ``I_c``.
+    eigenvalues
+        ndarray, sorted descending (real parts), of ``I - I_c^{-1} I_o``.
+    largest
+        float, the largest (EM's linear rate at a fixed point).
+    observed
+        ndarray (p, p), ``I_o``; complete : ndarray (p, p), ``I_c``.
     """
 
     eigenvalues: np.ndarray
@@ -85,12 +88,17 @@ class EMBridge:
 
     Attributes
     ----------
-    gradients : MixtureParams, autograd's gradients of the summed log-likelihood in the raw weights,
+    gradients
+        MixtureParams, autograd's gradients of the summed log-likelihood in the raw weights,
         the means and the covariances (each of its parameter's shape).
-    step : MixtureParams, the preconditioned step, covariance gradient at the current means.
-    step_q : MixtureParams, the same with the covariance gradient of Q at the new means.
-    em : MixtureParams, EM's update (:func:`~iemlib.mixture.m_step` with ``reg_covar=0``).
-    max_abs_diff : BridgeErrors
+    step
+        MixtureParams, the preconditioned step, covariance gradient at the current means.
+    step_q
+        MixtureParams, the same with the covariance gradient of Q at the new means.
+    em
+        MixtureParams, EM's update (:func:`~iemlib.mixture.m_step` with ``reg_covar=0``).
+    max_abs_diff
+        BridgeErrors
     """
 
     gradients: MixtureParams
