@@ -218,8 +218,15 @@ def _closeness(a: np.ndarray, e: np.ndarray) -> str:
     return "far off"
 
 
+class _Checker:
+    """An exercise is its own checker: ``check_x(answer)`` or ``check_x(answer, hint=1)``."""
+
+    def __call__(self, answer: Any, hint: Any = 0) -> "Feedback":
+        return self.check(answer, hint)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class Exercise:
+class Exercise(_Checker):
     """A numeric exercise: what is asked, its expected value, the mistakes and hints.
 
     ``expected`` is a callable returning the right answer (scalar or array), ``equivalent`` an
@@ -330,7 +337,7 @@ class Exercise:
 
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(_Checker):
     """A prediction or judgement answered with one word from ``options``.
 
     ``wrong`` maps each wrong option to the message that explains why it is wrong (without
@@ -372,7 +379,7 @@ class Choice:
 
 
 @dataclass(frozen=True)
-class Custom:
+class Custom(_Checker):
     """An exercise whose checker runs or inspects the reader's answer (a design, a search).
 
     ``grade`` maps an answer (never ``...``) to :class:`Feedback`; ``example`` returns one right

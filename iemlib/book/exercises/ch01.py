@@ -37,7 +37,8 @@ EX3_R = np.array([0.5, 0.25, 0.25])
 #: Exercise 4: the loss gradient (equivalently, the responsibilities) the reader designs distances for.
 EX4_TARGET = np.array([0.7, 0.2, 0.1])
 
-_EX1 = Exercise(
+#: Exercise 1: the responsibilities r_ij behind ``EX1_GRAD``.
+check_responsibilities_from_gradient = Exercise(
     label="ex-ch01-resp-from-grad", name="check_responsibilities_from_gradient",
     what="Responsibilities from the gradient",
     expected=lambda: EX1_GRAD * EX1_GRAD.shape[0],
@@ -56,7 +57,8 @@ _EX1 = Exercise(
     secrets=("2 * EX1_GRAD", "EX1_GRAD * 2", "0.5, 0.3, 0.2"),
 )
 
-_EX2 = Exercise(
+#: Exercise 2: the learning rate at which one gradient step on mu_j equals the EM mean update.
+check_em_learning_rate = Exercise(
     label="ex-ch01-em-rate", name="check_em_learning_rate",
     what="Learning rate that makes the gradient step an EM step",
     expected=lambda: EX2_N * EX2_SIGMA**2 / EX2_NJ,
@@ -77,7 +79,8 @@ _EX2 = Exercise(
     secrets=("0.75", "N sigma^2 / N_j", "N * sigma"),
 )
 
-_EX3 = Exercise(
+#: Exercise 3: the entropy (nats) of the responsibilities ``EX3_R``.
+check_entropy = Exercise(
     label="ex-ch01-entropy", name="check_entropy",
     what="Entropy of the responsibilities",
     expected=lambda: float(-(EX3_R * np.log(EX3_R)).sum()),
@@ -131,7 +134,8 @@ def _grade_designed(answer: Any) -> Feedback:
     return Feedback(False, f"{what}: the loss gradient they give is not the target.", NOT_CLOSE)
 
 
-_EX4 = Custom(
+#: Exercise 4 (design): three distances whose loss gradient is ``EX4_TARGET``; any shift works.
+check_designed_distances = Custom(
     label="ex-ch01-design", name="check_designed_distances",
     what="Your distances", grade=_grade_designed,
     hints=(
@@ -146,24 +150,5 @@ _EX4 = Custom(
 )
 
 
-def check_responsibilities_from_gradient(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 1: the responsibilities r_ij behind ``EX1_GRAD``."""
-    return _EX1.check(answer, hint)
-
-
-def check_em_learning_rate(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 2: the learning rate at which one gradient step on mu_j equals the EM mean update."""
-    return _EX2.check(answer, hint)
-
-
-def check_entropy(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 3: the entropy (nats) of the responsibilities ``EX3_R``."""
-    return _EX3.check(answer, hint)
-
-
-def check_designed_distances(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 4 (design): three distances whose loss gradient is ``EX4_TARGET``; any shift works."""
-    return _EX4.check(answer, hint)
-
 #: This chapter's exercises, in the order the chapter sets them.
-EXERCISES = (_EX1, _EX2, _EX3, _EX4)
+EXERCISES = (check_responsibilities_from_gradient, check_em_learning_rate, check_entropy, check_designed_distances)

@@ -98,7 +98,8 @@ def _unit_wrong() -> list[tuple[Any, str]]:
     ]
 
 
-_EX1 = Custom(
+#: Exercise 1: ``answer = (W, b)`` with ``W`` of shape (2,) and scalar ``b`` such that ``|W x + b|`` is the Mahalanobis distance of ``x`` from ``N(EXERCISE_MEAN, EXERCISE_COV)`` along its principal direction of largest variance. Either sign of ``(W, b)`` is right.
+check_principal_unit = Custom(
     label="ex-ch02-unit", name="check_principal_unit", what="Your unit (W, b)", grade=_grade_unit,
     hints=(
         "The direction of largest variance is an eigenvector of the covariance. How far, in standard deviations, "
@@ -117,7 +118,8 @@ def _r() -> np.ndarray:
     return e / e.sum()
 
 
-_EX2 = Exercise(
+#: Exercise 2: the gradient of the objective ``L = log sum_j exp(-d_j)`` (maximized) with respect to ``d`` at ``d = EXERCISE_D``, as an array of shape (3,).
+check_lse_gradient = Exercise(
     label="ex-ch02-grad", name="check_lse_gradient", what="Your gradient dL/dd",
     expected=lambda: -_r(),
     mistakes=(
@@ -142,7 +144,8 @@ def _means() -> np.ndarray:
     return (resp.T @ X) / resp.sum(0)[:, None]
 
 
-_EX3 = Exercise(
+#: Exercise 3: the M-step means (shape (2, 2)) for :func:`em_exercise_data`.
+check_em_means = Exercise(
     label="ex-ch02-mstep", name="check_em_means", what="Your M-step means",
     expected=_means,
     mistakes=(
@@ -171,7 +174,8 @@ def _sym_means() -> np.ndarray:
     return np.tile(X.mean(0), (2, 1))
 
 
-_EX4 = Exercise(
+#: Exercise 4 (predict): the M-step means (2, 2) for the points of :func:`em_exercise_data` when every responsibility is 1/2.
+check_symmetric_means = Exercise(
     label="ex-ch02-symmetric", name="check_symmetric_means", what="Your prediction of the M-step means",
     expected=_sym_means,
     mistakes=(
@@ -191,28 +195,5 @@ _EX4 = Exercise(
 )
 
 
-def check_principal_unit(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 1: ``answer = (W, b)`` with ``W`` of shape (2,) and scalar ``b`` such that
-    ``|W x + b|`` is the Mahalanobis distance of ``x`` from ``N(EXERCISE_MEAN, EXERCISE_COV)``
-    along its principal direction of largest variance. Either sign of ``(W, b)`` is right."""
-    return _EX1.check(answer, hint)
-
-
-def check_lse_gradient(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 2: the gradient of the objective ``L = log sum_j exp(-d_j)`` (maximized) with
-    respect to ``d`` at ``d = EXERCISE_D``, as an array of shape (3,)."""
-    return _EX2.check(answer, hint)
-
-
-def check_em_means(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 3: the M-step means (shape (2, 2)) for :func:`em_exercise_data`."""
-    return _EX3.check(answer, hint)
-
-
-def check_symmetric_means(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 4 (predict): the M-step means (2, 2) for the points of :func:`em_exercise_data`
-    when every responsibility is 1/2."""
-    return _EX4.check(answer, hint)
-
 #: This chapter's exercises, in the order the chapter sets them.
-EXERCISES = (_EX1, _EX2, _EX3, _EX4)
+EXERCISES = (check_principal_unit, check_lse_gradient, check_em_means, check_symmetric_means)

@@ -38,7 +38,8 @@ def _softmax_neg(d: Any) -> np.ndarray:
     return e / e.sum()
 
 
-_EX1 = Exercise(
+#: Exercise 1: the gradient of the loss ``-L`` with respect to ``d`` at ``EX1_D``.
+check_loss_gradient = Exercise(
     label="ex-ch03-loss-gradient", name="check_loss_gradient", what="Gradient of the loss -L",
     expected=lambda: _softmax_neg(EX1_D),
     mistakes=(
@@ -61,7 +62,8 @@ def _ce_expected() -> np.ndarray:
     return np.eye(len(EX2_D))[EX2_Y] - _softmax_neg(EX2_D)
 
 
-_EX2 = Exercise(
+#: Exercise 2: the gradient of the cross-entropy loss ``d_y + log sum_k exp(-d_k)`` with respect to the distances ``d`` (not the logits) at ``EX2_D``, label ``EX2_Y``.
+check_cross_entropy_gradient = Exercise(
     label="ex-ch03-cross-entropy", name="check_cross_entropy_gradient", what="Cross-entropy gradient with respect to d",
     expected=_ce_expected,
     mistakes=(
@@ -87,7 +89,8 @@ def _temp_expected() -> np.ndarray:
     return -_softmax_neg(np.asarray(EX3_D) / EX3_TAU)
 
 
-_EX3 = Exercise(
+#: Exercise 3: the gradient of ``L_tau = tau log sum_j exp(-d_j / tau)`` (maximized) with respect to ``d`` at ``EX3_D``, ``tau = EX3_TAU``.
+check_temperature_gradient = Exercise(
     label="ex-ch03-temperature", name="check_temperature_gradient", what="Gradient of L_tau",
     expected=_temp_expected,
     mistakes=(
@@ -114,7 +117,8 @@ def _limit() -> np.ndarray:
     return -(d == d.min()).astype(np.float64)
 
 
-_EX4 = Exercise(
+#: Exercise 4 (predict): the limit of ``dL_tau/dd`` at ``EX3_D`` as ``tau -> 0``, shape (3,).
+check_zero_temperature_limit = Exercise(
     label="ex-ch03-zero-temperature", name="check_zero_temperature_limit",
     what="Your predicted limit of dL_tau/dd as tau -> 0",
     expected=_limit,
@@ -135,26 +139,5 @@ _EX4 = Exercise(
 )
 
 
-def check_loss_gradient(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 1: the gradient of the loss ``-L`` with respect to ``d`` at ``EX1_D``."""
-    return _EX1.check(answer, hint)
-
-
-def check_cross_entropy_gradient(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 2: the gradient of the cross-entropy loss ``d_y + log sum_k exp(-d_k)`` with
-    respect to the distances ``d`` (not the logits) at ``EX2_D``, label ``EX2_Y``."""
-    return _EX2.check(answer, hint)
-
-
-def check_temperature_gradient(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 3: the gradient of ``L_tau = tau log sum_j exp(-d_j / tau)`` (maximized) with
-    respect to ``d`` at ``EX3_D``, ``tau = EX3_TAU``."""
-    return _EX3.check(answer, hint)
-
-
-def check_zero_temperature_limit(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 4 (predict): the limit of ``dL_tau/dd`` at ``EX3_D`` as ``tau -> 0``, shape (3,)."""
-    return _EX4.check(answer, hint)
-
 #: This chapter's exercises, in the order the chapter sets them.
-EXERCISES = (_EX1, _EX2, _EX3, _EX4)
+EXERCISES = (check_loss_gradient, check_cross_entropy_gradient, check_temperature_gradient, check_zero_temperature_limit)

@@ -65,7 +65,8 @@ def _loss_r() -> np.ndarray:
     return np.exp(-EXERCISE_D) / np.exp(-EXERCISE_D).sum()
 
 
-_EX1 = Exercise(
+#: Exercise 1: the gradient of the *loss* ``-log sum_j exp(-d_j)`` (minimized) with respect to ``d`` at ``d = EXERCISE_D``, shape (3,).
+check_loss_gradient = Exercise(
     label="ex-ch04-sign", name="check_loss_gradient", what="Your gradient of the loss",
     expected=_loss_r,
     mistakes=(
@@ -83,7 +84,8 @@ _EX1 = Exercise(
     secrets=("+r_j", "exp(-d_j) / sum"),
 )
 
-_EX2 = Exercise(
+#: Exercise 2: the means (shape (2, 1)) after one gradient-ascent step on the summed log-likelihood, preconditioned by ``variance_j / N_j`` with step size 1.
+check_bridge_step = Exercise(
     label="ex-ch04-bridge", name="check_bridge_step", what="Your preconditioned step",
     expected=_bridge_expected,
     mistakes=(
@@ -178,7 +180,8 @@ def _grade_optima(answer: Any) -> Feedback:
                     "same optimum")
 
 
-_EX3 = Custom(
+#: Exercise 3 (explore): two starting means from which EM and gradient ascent, run on :func:`basin_data` by :func:`run_em_and_gd`, reach different optima.
+check_different_optima = Custom(
     label="ex-ch04-basins", name="check_different_optima", what="Your start", grade=_grade_optima,
     hints=(
         "Starts deep inside a basin lead both methods to the same optimum. Where are the boundaries between basins?",
@@ -193,22 +196,5 @@ _EX3 = Custom(
 )
 
 
-def check_loss_gradient(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 1: the gradient of the *loss* ``-log sum_j exp(-d_j)`` (minimized) with respect
-    to ``d`` at ``d = EXERCISE_D``, shape (3,)."""
-    return _EX1.check(answer, hint)
-
-
-def check_bridge_step(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 2: the means (shape (2, 1)) after one gradient-ascent step on the summed
-    log-likelihood, preconditioned by ``variance_j / N_j`` with step size 1."""
-    return _EX2.check(answer, hint)
-
-
-def check_different_optima(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 3 (explore): two starting means from which EM and gradient ascent, run on
-    :func:`basin_data` by :func:`run_em_and_gd`, reach different optima."""
-    return _EX3.check(answer, hint)
-
 #: This chapter's exercises, in the order the chapter sets them.
-EXERCISES = (_EX1, _EX2, _EX3)
+EXERCISES = (check_loss_gradient, check_bridge_step, check_different_optima)

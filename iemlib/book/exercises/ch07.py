@@ -35,7 +35,8 @@ def _r() -> np.ndarray:
     return np.exp(-d) / np.exp(-d).sum()
 
 
-_EX1 = Exercise(
+#: Exercise 1: ``d g_0 / d d_1`` for the loss ``-L`` at ``d = EXERCISE_D``.
+check_lse_coupling = Exercise(
     label="ex-ch07-coupling", name="check_lse_coupling", what="The coupling d g_0 / d d_1 of the loss -L",
     expected=lambda: _r()[0] * _r()[1],
     mistakes=(
@@ -58,7 +59,8 @@ def _corr_grad(d: float) -> float:
     return (2 * d / EX4_SIGMA**2) * math.exp(-(d**2) / EX4_SIGMA**2)
 
 
-_EX2 = Exercise(
+#: Exercise 2: the correntropy loss gradient at ``d = 4``, ``sigma = sqrt(2)``.
+check_correntropy_far_gradient = Exercise(
     label="ex-ch07-far", name="check_correntropy_far_gradient", what="The correntropy gradient at d = 4, sigma = sqrt(2)",
     expected=lambda: _corr_grad(4.0),
     mistakes=(
@@ -97,7 +99,8 @@ def _grade_set(answer: Any) -> Feedback:
                     "included an uncoupled objective")
 
 
-_EX3 = Custom(
+#: Exercise 3: the set of objectives whose gradient Jacobian has non-zero off-diagonal entries.
+check_coupled_objectives = Custom(
     label="ex-ch07-which", name="check_coupled_objectives", what="Your set of coupled objectives", grade=_grade_set,
     hints=(
         "A loss of the form sum_j f(d_j) has gradient entries f'(d_j): does entry j depend on d_k?",
@@ -110,7 +113,8 @@ _EX3 = Custom(
     placeholder='a set of names such as {"sigmoid"}', kind="predict",
 )
 
-_EX4 = Exercise(
+#: Exercise 4 (explore): the distance at which the correntropy loss ``1 - exp(-d^2/sigma^2)``, ``sigma = EX4_SIGMA``, pulls hardest (its gradient with respect to ``d`` is largest).
+check_correntropy_peak = Exercise(
     label="ex-ch07-peak", name="check_correntropy_peak", what="The distance of the strongest correntropy pull",
     expected=lambda: EX4_SIGMA / math.sqrt(2.0),
     mistakes=(
@@ -128,25 +132,5 @@ _EX4 = Exercise(
 )
 
 
-def check_lse_coupling(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 1: ``d g_0 / d d_1`` for the loss ``-L`` at ``d = EXERCISE_D``."""
-    return _EX1.check(answer, hint)
-
-
-def check_correntropy_far_gradient(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 2: the correntropy loss gradient at ``d = 4``, ``sigma = sqrt(2)``."""
-    return _EX2.check(answer, hint)
-
-
-def check_coupled_objectives(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 3: the set of objectives whose gradient Jacobian has non-zero off-diagonal entries."""
-    return _EX3.check(answer, hint)
-
-
-def check_correntropy_peak(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 4 (explore): the distance at which the correntropy loss ``1 - exp(-d^2/sigma^2)``,
-    ``sigma = EX4_SIGMA``, pulls hardest (its gradient with respect to ``d`` is largest)."""
-    return _EX4.check(answer, hint)
-
 #: This chapter's exercises, in the order the chapter sets them.
-EXERCISES = (_EX1, _EX2, _EX3, _EX4)
+EXERCISES = (check_lse_coupling, check_correntropy_far_gradient, check_coupled_objectives, check_correntropy_peak)
