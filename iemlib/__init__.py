@@ -31,25 +31,7 @@ from .prototypes import PrototypeFit, fit_prototypes
 from .runtime import resolve_device, single_threaded
 
 __version__ = "0.2.0"
-__all__ = [
-    "lse",
-    "responsibilities",
-    "lse_gradient",
-    "cross_entropy",
-    "cross_entropy_gradient",
-    "GaussianMixtureEM",
-    "ImplicitEM",
-    "fit_prototypes",
-    "PrototypeFit",
-    "single_threaded",
-    "resolve_device",
-    "attention",
-    "distances",
-    "gradcheck",
-    "markov",
-    "metrics",
-    "mixture",
-    "objectives",
-    "prototypes",
-    "__version__",
-]
+__all__ = ["lse", "responsibilities", "lse_gradient", "cross_entropy", "cross_entropy_gradient",
+           "GaussianMixtureEM", "ImplicitEM", "fit_prototypes", "PrototypeFit", "single_threaded", "resolve_device",
+           "attention", "distances", "gradcheck", "markov", "metrics", "mixture", "objectives", "prototypes",
+           "__version__"]

@@ -16,69 +16,12 @@ The experiment of chapter 8 (its configurations, controls and archive) is
 :mod:`iemlib.experiments.em_vs_sgd`.
 """
 
-from .diagnostics import (
-    PCA,
-    advantage,
-    attention_entropy,
-    column_usage,
-    compatibility,
-    decay_step,
-    displacement_step,
-    pca,
-    value_norms,
-)
-from .head import (
-    PARAM_NAMES,
-    Backward,
-    Forward,
-    HeadGradients,
-    HeadParams,
-    attention_forward,
-    attention_loss,
-    attention_score_gradient,
-    attention_value_gradient,
-    autograd_gradients,
-    closed_form_backward,
-    closed_form_gradients,
-    gradient_step,
-    init_params,
-)
-from .hopfield import HopfieldRun, hopfield_energy, hopfield_retrieve, hopfield_similarities, hopfield_update
-from .reference import ReferenceRun, run_reference
-from .toy import ToyRun, ToySummary, simulate_toy, toy_summary
-from .trainer import (
-    AttentionPass,
-    BayesScores,
-    Config,
-    FinalScores,
-    HeldOutScores,
-    Probes,
-    Result,
-    RowParams,
-    attention_pass,
-    effective_step_scale,
-    gradient_value_map,
-    init_row_params,
-    least_squares_value_map,
-    train,
-)
+from . import diagnostics, head, hopfield, reference, toy, trainer
+from .diagnostics import *  # noqa: F401,F403 (each module's __all__)
+from .head import *  # noqa: F401,F403
+from .hopfield import *  # noqa: F401,F403
+from .reference import *  # noqa: F401,F403
+from .toy import *  # noqa: F401,F403
+from .trainer import *  # noqa: F401,F403
 
-__all__ = [
-    # head
-    "PARAM_NAMES", "HeadParams", "Forward", "Backward", "HeadGradients", "attention_forward", "attention_loss",
-    "attention_value_gradient", "attention_score_gradient", "closed_form_backward", "closed_form_gradients",
-    "autograd_gradients", "init_params", "gradient_step",
-    # toy
-    "ToyRun", "simulate_toy", "ToySummary", "toy_summary",
-    # diagnostics
-    "compatibility", "advantage", "column_usage", "value_norms", "attention_entropy", "PCA", "pca",
-    "displacement_step", "decay_step",
-    # hopfield
-    "hopfield_similarities", "hopfield_energy", "hopfield_update", "HopfieldRun", "hopfield_retrieve",
-    # trainer
-    "Config", "RowParams", "init_row_params", "AttentionPass", "attention_pass", "gradient_value_map",
-    "least_squares_value_map", "effective_step_scale", "Result", "FinalScores", "HeldOutScores",
-    "BayesScores", "Probes", "train",
-    # reference
-    "ReferenceRun", "run_reference",
-]
+__all__ = [*head.__all__, *toy.__all__, *diagnostics.__all__, *hopfield.__all__, *trainer.__all__, *reference.__all__]

@@ -38,16 +38,7 @@ import numpy as np
 
 from .._validation import as_numpy, check_int, check_positive
 from ..attention.reference import ReferenceRun, run_reference
-from ..attention.trainer import (
-    SEEDS,
-    BayesScores,
-    Config,
-    FinalScores,
-    HeldOutScores,
-    Probes,
-    Result,
-    train,
-)
+from ..attention.trainer import SEEDS, BayesScores, Config, FinalScores, HeldOutScores, Probes, Result, train
 from ..metrics import kl_divergence
 from ..runtime import single_threaded
 
