@@ -15,7 +15,7 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from iemlib.book.plotting import band, heatmap, legend_key, text_color  # noqa: E402
-from iemlib.book.report import Column, markdown_table, mean_ci, mean_sd, median_range, report  # noqa: E402
+from iemlib.book.report import Column, markdown_table, mean_ci, mean_range, mean_sd, median_range, report  # noqa: E402
 
 
 def test_table_layout_and_formats():
@@ -85,6 +85,9 @@ def test_mean_sd_matches_numpy(values):
 
 def test_median_range_and_ci():
     assert median_range([5, 1, 3]) == "3 [1, 5]"
+    assert mean_range([5, 1, 3, 7], ".1f") == "4.0 [1.0, 7.0]"
+    assert markdown_table([{"v": [1.0, np.nan, 2.0]}], [Column("v", fmt=".2f", spread="minmax")]).splitlines()[2] \
+        == "| 1.50 [1.00, 2.00] (1 NaN) |"
     s = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0], ".2f")
     est, lo, hi = (float(v) for v in s.replace("[", "").replace("]", "").replace(",", "").split())
     assert est == 3.0 and 1.0 <= lo < est < hi <= 5.0

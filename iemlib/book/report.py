@@ -14,9 +14,10 @@ value from every row (by key or attribute, or by a function of the row) and form
 * a string is shown as it is (a ``|`` is escaped);
 * an integer or a bool as it is; a float with the column's format;
 * a sequence of numbers (a list, an array, a tensor) is summarized over its entries: ``mean ± sd``
-  (the default), ``median [min, max]`` (``spread="range"``), ``mean [lo, hi]`` (``spread="ci"``, a
-  percentile bootstrap interval of the mean) or the mean alone (``spread="mean"``); NaN entries are
-  left out and counted (``(2 NaN)``);
+  (the default), ``median [min, max]`` (``spread="range"``), ``mean [min, max]``
+  (``spread="minmax"``: every run bounded, for a handful of runs), ``mean [lo, hi]`` (``spread="ci"``,
+  a percentile bootstrap interval of the mean) or the mean alone (``spread="mean"``); NaN entries
+  are left out and counted (``(2 NaN)``);
 * ``None`` is shown as an em dash.
 """
 
@@ -29,9 +30,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["Column", "report", "markdown_table", "mean_sd", "median_range", "mean_ci", "fmt_number"]
+__all__ = ["Column", "report", "markdown_table", "mean_sd", "median_range", "mean_range", "mean_ci", "fmt_number"]
 
-SPREADS = ("sd", "range", "ci", "mean")
+SPREADS = ("sd", "range", "minmax", "ci", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Column:
     ``name`` is the header. ``key`` says where each row's value comes from: a key of a mapping or
     an attribute (default: ``name``), or a function of the row. ``fmt`` formats numbers (Python's
     format specification, e.g. ``".4f"``, ``".1e"``, ``".0%"``); ``spread`` summarizes a sequence of
-    numbers (``"sd"``, ``"range"``, ``"ci"`` or ``"mean"``); ``ddof`` is the standard deviation's
+    numbers (``"sd"``, ``"range"``, ``"minmax"``, ``"ci"`` or ``"mean"``); ``ddof`` is the standard deviation's
     delta degrees of freedom (1 by the book's convention).
     """
 
@@ -122,6 +123,15 @@ def median_range(values: Any, fmt: str = ".0f") -> str:
     return f"{med} [{lo}, {hi}]{note}"
 
 
+def mean_range(values: Any, fmt: str = ".3f") -> str:
+    """``mean [min, max]`` of ``values``: the mean, and the smallest and largest run."""
+    arr, note = _finite(values)
+    if arr.size == 0:
+        return "NaN" + note
+    m, lo, hi = (fmt_number(v, fmt) for v in (arr.mean(), arr.min(), arr.max()))
+    return f"{m} [{lo}, {hi}]{note}"
+
+
 def mean_ci(values: Any, fmt: str = ".3f", level: float = 0.95, n_boot: int = 2000, random_state: int = 0) -> str:
     """``mean [lo, hi]``: the mean and its percentile bootstrap interval (``n_boot`` resamples of the
     values, seeded), for a handful of runs."""
@@ -150,6 +160,8 @@ def _cell(v: Any, col: Column) -> str:
             return mean_sd(v, col.fmt, col.ddof)
         if col.spread == "range":
             return median_range(v, col.fmt)
+        if col.spread == "minmax":
+            return mean_range(v, col.fmt)
         if col.spread == "ci":
             return mean_ci(v, col.fmt)
         arr, note = _finite(v)
