@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from iemlib.legacy.objectives import responsibilities
+from iemlib.objectives import responsibilities
 from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, _to_numpy
 
 __all__ = [
