@@ -133,15 +133,15 @@ def mean_range(values: Any, fmt: str = ".3f") -> str:
 
 
 def mean_ci(values: Any, fmt: str = ".3f", level: float = 0.95, n_boot: int = 2000, random_state: int = 0) -> str:
-    """``mean [lo, hi]``: the mean and its percentile bootstrap interval (``n_boot`` resamples of the
-    values, seeded), for a handful of runs."""
+    """``mean [lo, hi]``: the mean and its percentile bootstrap interval
+    (:func:`iemlib.metrics.bootstrap_mean_ci`: ``n_boot`` resamples of the values, seeded)."""
+    from ..metrics import bootstrap_mean_ci
+
     arr, note = _finite(values)
     if arr.size == 0:
         return "NaN" + note
-    rng = np.random.default_rng(random_state)
-    boots = arr[rng.integers(0, arr.size, size=(n_boot, arr.size))].mean(1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return f"{fmt_number(arr.mean(), fmt)} [{fmt_number(lo, fmt)}, {fmt_number(hi, fmt)}]{note}"
+    ci = bootstrap_mean_ci(arr, n_boot=n_boot, level=level, random_state=random_state)
+    return f"{fmt_number(ci.estimate, fmt)} [{fmt_number(ci.low, fmt)}, {fmt_number(ci.high, fmt)}]{note}"
 
 
 def _cell(v: Any, col: Column) -> str:
