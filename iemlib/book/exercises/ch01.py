@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from . import (
-    MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_UNITS, FLIPPED_SIGN, NOT_CLOSE,
-    Custom, Exercise, Feedback, Mistake, _to_numpy, )
+from . import MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_UNITS, FLIPPED_SIGN
+from . import NOT_CLOSE, Custom, Exercise, Feedback, Mistake, _to_numpy
 
 __all__ = [
     "EX1_GRAD",

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from . import (
-    FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, TRANSPOSED, WRONG_QUANTITY, WRONG_SHAPE, WRONG_TYPE,
-    Custom, Exercise, Feedback, Mistake, _to_numpy, )
+from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, TRANSPOSED, WRONG_QUANTITY
+from . import WRONG_SHAPE, WRONG_TYPE, Custom, Exercise, Feedback, Mistake, _to_numpy
 
 __all__ = [
     "EXERCISE_MEAN",

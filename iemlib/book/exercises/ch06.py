@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from iemlib.objectives import responsibilities
-from . import (
-    FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_TYPE,
-    Custom, Exercise, Feedback, Mistake, _to_numpy, )
+from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_TYPE
+from . import Custom, Exercise, Feedback, Mistake, _to_numpy
 
 __all__ = ["check_distance_gradient", "check_wrong_push_total", "check_linear_step", "check_largest_push"]
 

@@ -11,9 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import (
-    FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, WRONG_TYPE,
-    Custom, Exercise, Feedback, Mistake, )
+from . import FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, WRONG_TYPE, Custom, Exercise, Feedback, Mistake
 
 __all__ = [
     "EXERCISE_D",

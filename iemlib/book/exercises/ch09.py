@@ -36,7 +36,8 @@ def _max_softmax(z: np.ndarray) -> float:
     return float((p / p.sum()).max())
 
 
-_EX1 = Exercise(
+#: Exercise 1: the supremum of ``mean_i log sum_j exp(-d_ij)`` over scales, ``K = 3``, no log-det.
+check_objective_bound = Exercise(
     label="ex-ch09-bound", name="check_objective_bound",
     what="The upper bound of the objective without the volume term (K = 3)",
     expected=lambda: math.log(3.0),
@@ -55,7 +56,8 @@ _EX1 = Exercise(
     secrets=("log K", "1.0986", "log 3"),
 )
 
-_EX2 = Exercise(
+#: Exercise 2: per-step decrease of ``log sigma`` of a component alone on one point.
+check_collapse_rate = Exercise(
     label="ex-ch09-rate", name="check_collapse_rate", what="The per-step decrease of log sigma",
     expected=lambda: COLLAPSE_SETTING["lr"] * COLLAPSE_SETTING["D"] / COLLAPSE_SETTING["N"],
     mistakes=(
@@ -75,7 +77,8 @@ _EX2 = Exercise(
     secrets=("lr * D / N", "0.002375", "0.00237"),
 )
 
-_EX3 = Exercise(
+#: Exercise 3: ``max softmax(10 z)`` for ``z = EXERCISE_LOGITS``.
+check_scaled_confidence = Exercise(
     label="ex-ch09-conf", name="check_scaled_confidence", what="The max-softmax confidence of 10 z",
     expected=lambda: _max_softmax(10.0 * np.asarray(EXERCISE_LOGITS)),
     mistakes=(
@@ -104,7 +107,8 @@ def _smallest_scale() -> float:
     return hi
 
 
-_EX4 = Exercise(
+#: Exercise 4 (explore): the smallest ``c > 0`` with ``max softmax(c z) >= EX4_TARGET`` for ``z = EXERCISE_LOGITS`` (to 0.1 %).
+check_confidence_scale = Exercise(
     label="ex-ch09-scale", name="check_confidence_scale",
     what="The smallest scale factor that reaches confidence 0.999",
     expected=_smallest_scale,
@@ -122,25 +126,5 @@ _EX4 = Exercise(
 )
 
 
-def check_objective_bound(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 1: the supremum of ``mean_i log sum_j exp(-d_ij)`` over scales, ``K = 3``, no log-det."""
-    return _EX1.check(answer, hint)
-
-
-def check_collapse_rate(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 2: per-step decrease of ``log sigma`` of a component alone on one point."""
-    return _EX2.check(answer, hint)
-
-
-def check_scaled_confidence(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 3: ``max softmax(10 z)`` for ``z = EXERCISE_LOGITS``."""
-    return _EX3.check(answer, hint)
-
-
-def check_confidence_scale(answer: Any, hint: int = 0) -> Feedback:
-    """Exercise 4 (explore): the smallest ``c > 0`` with ``max softmax(c z) >= EX4_TARGET`` for
-    ``z = EXERCISE_LOGITS`` (to 0.1 %)."""
-    return _EX4.check(answer, hint)
-
 #: This chapter's exercises, in the order the chapter sets them.
-EXERCISES = (_EX1, _EX2, _EX3, _EX4)
+EXERCISES = (check_objective_bound, check_collapse_rate, check_scaled_confidence, check_confidence_scale)
