@@ -34,6 +34,7 @@ __all__ = [
     "Custom",
     "CHAPTER_MODULES",
     "registry",
+    "exercise_text",
     "check_close",
     "check_true",
     "no_answer",
@@ -187,6 +188,19 @@ class Mistake:
 
 #: The chapter modules that hold exercises (``iemlib.book.exercises.<name>``), in book order.
 CHAPTER_MODULES: tuple[str, ...] = tuple(f"ch{k:02d}" for k in range(1, 11))
+
+
+def exercise_text(chapter: str) -> dict[str, dict[str, Any]]:
+    """The text of a chapter's exercises, from ``text/<chapter>.toml`` (package data): for each label,
+    the keyword arguments of its :class:`Exercise`, :class:`Choice` or :class:`Custom` that are words
+    (``what``, ``hints``, ``success``, ``secrets``, ...), lists as tuples, the label included. Keeping
+    the words apart from the grading code lets an instructor adapt a hint without touching Python."""
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads(resources.files(__name__).joinpath("text", f"{chapter}.toml").read_text(encoding="utf-8"))
+    return {label: {"label": label, **{k: tuple(v) if isinstance(v, list) else v for k, v in t.items()}}
+            for label, t in raw.items()}
 
 
 def registry() -> dict[str, "Exercise | Choice | Custom"]:

@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from . import MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_UNITS, FLIPPED_SIGN
+from . import exercise_text, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_UNITS, FLIPPED_SIGN
 from . import NOT_CLOSE, Custom, Exercise, Feedback, Mistake, _to_numpy
+
+#: The text of this chapter's exercises (what is asked, hints, messages): text/ch01.toml.
+TEXT = exercise_text("ch01")
 
 __all__ = [
     "EX1_GRAD",
@@ -38,8 +41,7 @@ EX4_TARGET = np.array([0.7, 0.2, 0.1])
 
 #: Exercise 1: the responsibilities r_ij behind ``EX1_GRAD``.
 check_responsibilities_from_gradient = Exercise(
-    label="ex-ch01-resp-from-grad", name="check_responsibilities_from_gradient",
-    what="Responsibilities from the gradient",
+    **TEXT["ex-ch01-resp-from-grad"],
     expected=lambda: EX1_GRAD * EX1_GRAD.shape[0],
     mistakes=(
         Mistake(MISSING_FACTOR, lambda: EX1_GRAD,
@@ -47,19 +49,11 @@ check_responsibilities_from_gradient = Exercise(
         Mistake(FLIPPED_SIGN, lambda: -EX1_GRAD * EX1_GRAD.shape[0],
                 "responsibilities are probabilities, never negative; the gradient of the loss is already positive."),
     ),
-    hints=(
-        "The loss averages over the N points. How does one point's term enter the gradient?",
-        "For one point, the gradient of -log sum_j exp(-d_j) with respect to d_j is r_j (Theorem 1); the mean adds a factor 1/N.",
-        "Undo the 1/N: multiply the gradient by the number of rows, and check each row sums to one.",
-    ),
-    success="Every row sums to one: the backward pass delivered the E-step.",
-    secrets=("2 * EX1_GRAD", "EX1_GRAD * 2", "0.5, 0.3, 0.2"),
 )
 
 #: Exercise 2: the learning rate at which one gradient step on mu_j equals the EM mean update.
 check_em_learning_rate = Exercise(
-    label="ex-ch01-em-rate", name="check_em_learning_rate",
-    what="Learning rate that makes the gradient step an EM step",
+    **TEXT["ex-ch01-em-rate"],
     expected=lambda: EX2_N * EX2_SIGMA**2 / EX2_NJ,
     mistakes=(
         Mistake(MISSING_FACTOR, lambda: EX2_N / EX2_NJ, "the width sigma is missing: the gradient carries a 1/sigma^2."),
@@ -68,20 +62,12 @@ check_em_learning_rate = Exercise(
         Mistake(WRONG_QUANTITY, lambda: EX2_NJ / (EX2_N * EX2_SIGMA**2),
                 "that is the inverse: the step must undo the factors in front of (mean_j - mu_j), not multiply by them again."),
     ),
-    hints=(
-        "Write the gradient of the mean loss with respect to mu_j; it is a multiple of (m_j - mu_j), with m_j the "
-        "responsibility-weighted mean.",
-        "The loss gradient is -(N_j / (N sigma^2)) (m_j - mu_j). A descent step of size eta moves mu_j by eta times minus that.",
-        "Choose eta so that eta N_j / (N sigma^2) = 1.",
-    ),
-    rtol=1e-9, success="With that step size, gradient descent lands exactly on the M-step mean.",
-    secrets=("0.75", "N sigma^2 / N_j", "N * sigma"),
+    rtol=1e-9,
 )
 
 #: Exercise 3: the entropy (nats) of the responsibilities ``EX3_R``.
 check_entropy = Exercise(
-    label="ex-ch01-entropy", name="check_entropy",
-    what="Entropy of the responsibilities",
+    **TEXT["ex-ch01-entropy"],
     expected=lambda: float(-(EX3_R * np.log(EX3_R)).sum()),
     mistakes=(
         Mistake(WRONG_UNITS, lambda: float(-(EX3_R * np.log2(EX3_R)).sum()),
@@ -93,13 +79,6 @@ check_entropy = Exercise(
         Mistake(WRONG_QUANTITY, lambda: float(-np.log(EX3_R).sum()),
                 "each log r_j must be weighted by r_j itself."),
     ),
-    hints=(
-        "The entropy of a distribution r is an expectation of -log r_j under r.",
-        "H = -sum_j r_j log r_j, natural logarithm.",
-        "Two of the three terms are equal: H = -(0.5 log 0.5 + 2 * 0.25 log 0.25).",
-    ),
-    success="Between 0 (hard assignment) and log 3 (no preference).",
-    secrets=("1.040", "1.5 log 2", "1.5*log(2)"),
 )
 
 
@@ -135,17 +114,10 @@ def _grade_designed(answer: Any) -> Feedback:
 
 #: Exercise 4 (design): three distances whose loss gradient is ``EX4_TARGET``; any shift works.
 check_designed_distances = Custom(
-    label="ex-ch01-design", name="check_designed_distances",
-    what="Your distances", grade=_grade_designed,
-    hints=(
-        "The loss gradient with respect to d is the responsibilities r_j = exp(-d_j) / sum_k exp(-d_k).",
-        "Take logarithms: -d_j = log r_j + (a constant that is the same for every j).",
-        "Try d = -log(EX4_TARGET), then add 5 to every entry and check again.",
-    ),
+    **TEXT["ex-ch01-design"],
+    grade=_grade_designed,
     example=lambda: -np.log(EX4_TARGET),
     wrong=lambda: [(np.log(EX4_TARGET), FLIPPED_SIGN), (EX4_TARGET.copy(), WRONG_QUANTITY)],
-    secrets=("-log(EX4_TARGET)", "-np.log"),
-    placeholder="three distances", kind="design",
 )
 
 

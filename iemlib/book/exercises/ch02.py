@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, TRANSPOSED, WRONG_QUANTITY
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, TRANSPOSED, WRONG_QUANTITY
 from . import WRONG_SHAPE, WRONG_TYPE, Custom, Exercise, Feedback, Mistake, _to_numpy
+
+#: The text of this chapter's exercises (what is asked, hints, messages): text/ch02.toml.
+TEXT = exercise_text("ch02")
 
 __all__ = [
     "EXERCISE_MEAN",
@@ -99,16 +102,10 @@ def _unit_wrong() -> list[tuple[Any, str]]:
 
 #: Exercise 1: ``answer = (W, b)`` with ``W`` of shape (2,) and scalar ``b`` such that ``|W x + b|`` is the Mahalanobis distance of ``x`` from ``N(EXERCISE_MEAN, EXERCISE_COV)`` along its principal direction of largest variance. Either sign of ``(W, b)`` is right.
 check_principal_unit = Custom(
-    label="ex-ch02-unit", name="check_principal_unit", what="Your unit (W, b)", grade=_grade_unit,
-    hints=(
-        "The direction of largest variance is an eigenvector of the covariance. How far, in standard deviations, "
-        "is x from the mean along it?",
-        "np.linalg.eigh returns eigenvalues in ascending order and eigenvectors as columns. The standard deviation "
-        "along an eigenvector is the square root of its eigenvalue.",
-        "W = v / sqrt(lambda) for the eigenpair with the largest eigenvalue, and b = -W @ mean so that the unit is 0 at the mean.",
-    ),
-    example=_expected_unit, wrong=_unit_wrong,
-    secrets=("sqrt(lambda)", "-W @ mean", "V[:, -1]", "lam[-1]"), placeholder="a pair (W, b)", kind="compute",
+    **TEXT["ex-ch02-unit"],
+    grade=_grade_unit,
+    example=_expected_unit,
+    wrong=_unit_wrong,
 )
 
 
@@ -119,7 +116,7 @@ def _r() -> np.ndarray:
 
 #: Exercise 2: the gradient of the objective ``L = log sum_j exp(-d_j)`` (maximized) with respect to ``d`` at ``d = EXERCISE_D``, as an array of shape (3,).
 check_lse_gradient = Exercise(
-    label="ex-ch02-grad", name="check_lse_gradient", what="Your gradient dL/dd",
+    **TEXT["ex-ch02-grad"],
     expected=lambda: -_r(),
     mistakes=(
         Mistake(FLIPPED_SIGN, _r, "right size, wrong sign: increasing a distance lowers L, so dL/dd is negative."),
@@ -128,13 +125,6 @@ check_lse_gradient = Exercise(
         Mistake(NORMALIZATION, lambda: np.exp(-EXERCISE_D),
                 "both the sign and the normalizer are off: d/dd_j of log Z is (1/Z) dZ/dd_j."),
     ),
-    hints=(
-        "Write L = log Z with Z = sum_k exp(-d_k) and use the chain rule: dL/dd_j = (1/Z) dZ/dd_j.",
-        "dZ/dd_j = -exp(-d_j). Mind the sign.",
-        "The answer is minus the responsibilities: -exp(-d) / sum(exp(-d)).",
-    ),
-    success="It is minus the responsibilities: Theorem 1.",
-    secrets=("-np.exp(-EXERCISE_D) /", "minus the responsibilities"),
 )
 
 
@@ -145,7 +135,7 @@ def _means() -> np.ndarray:
 
 #: Exercise 3: the M-step means (shape (2, 2)) for :func:`em_exercise_data`.
 check_em_means = Exercise(
-    label="ex-ch02-mstep", name="check_em_means", what="Your M-step means",
+    **TEXT["ex-ch02-mstep"],
     expected=_means,
     mistakes=(
         Mistake(NORMALIZATION, lambda: (lambda X, r: (r.T @ X) / X.shape[0])(*em_exercise_data()),
@@ -157,14 +147,7 @@ check_em_means = Exercise(
         Mistake(NORMALIZATION, lambda: (lambda X, r: (r.T @ X) / r.sum())(*em_exercise_data()),
                 "you divided by the total responsibility of all components; use each component's own total."),
     ),
-    hints=(
-        "The M-step mean of component j is a weighted average of the points. What are the weights, and what do they sum to?",
-        "The weights are the responsibilities r_ij of component j; divide by N_j = sum_i r_ij, not by the number of points.",
-        "Row j is sum_i r_ij x_i / N_j: resp.T @ X divided, row by row, by resp.sum(0).",
-    ),
     rtol=1e-8,
-    success="Each mean is pulled towards the points its component is responsible for.",
-    secrets=("resp.T @ X", "resp.sum(0)[:, None]"),
 )
 
 
@@ -175,22 +158,14 @@ def _sym_means() -> np.ndarray:
 
 #: Exercise 4 (predict): the M-step means (2, 2) for the points of :func:`em_exercise_data` when every responsibility is 1/2.
 check_symmetric_means = Exercise(
-    label="ex-ch02-symmetric", name="check_symmetric_means", what="Your prediction of the M-step means",
+    **TEXT["ex-ch02-symmetric"],
     expected=_sym_means,
     mistakes=(
         Mistake(NORMALIZATION, lambda: np.tile(0.5 * em_exercise_data()[0].sum(0), (2, 1)),
                 "with equal responsibilities the weights still need normalizing: each component's total is half the points."),
         Mistake(WRONG_QUANTITY, _means, "that is the M-step for the exercise's responsibilities, not for equal ones."),
     ),
-    hints=(
-        "If every point gives both components the same weight, can the two M-step means differ?",
-        "With r_ij = 1/2 for all i, j, both weighted averages use the same weights.",
-        "Both rows are the plain average of the five points. Both components then get the same responsibilities again.",
-    ),
     rtol=1e-8,
-    success="Both means land on the data mean: the components are identical, so the next E-step gives 1/2 again. "
-            "EM never leaves a perfectly symmetric start; chapter 4 shows what breaks the tie.",
-    secrets=("X.mean(0)", "data mean", "plain average"), kind="predict",
 )
 
 

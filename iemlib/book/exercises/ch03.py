@@ -10,7 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake
+
+#: The text of this chapter's exercises (what is asked, hints, messages): text/ch03.toml.
+TEXT = exercise_text("ch03")
 
 __all__ = [
     "EX1_D",
@@ -40,7 +43,7 @@ def _softmax_neg(d: Any) -> np.ndarray:
 
 #: Exercise 1: the gradient of the loss ``-L`` with respect to ``d`` at ``EX1_D``.
 check_loss_gradient = Exercise(
-    label="ex-ch03-loss-gradient", name="check_loss_gradient", what="Gradient of the loss -L",
+    **TEXT["ex-ch03-loss-gradient"],
     expected=lambda: _softmax_neg(EX1_D),
     mistakes=(
         Mistake(FLIPPED_SIGN, lambda: -_softmax_neg(EX1_D),
@@ -48,13 +51,6 @@ check_loss_gradient = Exercise(
         Mistake(NORMALIZATION, lambda: np.exp(-np.asarray(EX1_D)),
                 "the normalizer is missing: the derivative of a log divides by its argument."),
     ),
-    hints=(
-        "Theorem 1 gives the gradient of the objective L; the loss is -L.",
-        "dL/dd_j = -r_j, so d(-L)/dd_j = +r_j with r_j = exp(-d_j) / sum_k exp(-d_k).",
-        "Here the exponentials exp(-d_j) are 1, 1/2 and 1/4; divide each by their sum.",
-    ),
-    success="Gradient descent on -L moves each d_j down by a step proportional to r_j.",
-    secrets=("4/7", "0.571", "2/7"),
 )
 
 
@@ -64,7 +60,7 @@ def _ce_expected() -> np.ndarray:
 
 #: Exercise 2: the gradient of the cross-entropy loss ``d_y + log sum_k exp(-d_k)`` with respect to the distances ``d`` (not the logits) at ``EX2_D``, label ``EX2_Y``.
 check_cross_entropy_gradient = Exercise(
-    label="ex-ch03-cross-entropy", name="check_cross_entropy_gradient", what="Cross-entropy gradient with respect to d",
+    **TEXT["ex-ch03-cross-entropy"],
     expected=_ce_expected,
     mistakes=(
         Mistake(FLIPPED_SIGN, lambda: -_ce_expected(),
@@ -75,13 +71,6 @@ check_cross_entropy_gradient = Exercise(
         Mistake(WRONG_QUANTITY, lambda: _softmax_neg(EX2_D),
                 "that is the gradient of the log-sum-exp part alone, with its sign flipped; the label term d_y is missing."),
     ),
-    hints=(
-        "Differentiate the two terms separately: d_y, and log sum_k exp(-d_k).",
-        "The first gives 1 for j = y and 0 otherwise; the second is Theorem 1, -r_j.",
-        "The answer is onehot(y) - r with r = softmax(-d).",
-    ),
-    success="The correct class's distance has a positive gradient (descent pulls it in), the others negative (pushed away).",
-    secrets=("0.755", "onehot(y) - r", "np.eye"),
 )
 
 
@@ -91,7 +80,7 @@ def _temp_expected() -> np.ndarray:
 
 #: Exercise 3: the gradient of ``L_tau = tau log sum_j exp(-d_j / tau)`` (maximized) with respect to ``d`` at ``EX3_D``, ``tau = EX3_TAU``.
 check_temperature_gradient = Exercise(
-    label="ex-ch03-temperature", name="check_temperature_gradient", what="Gradient of L_tau",
+    **TEXT["ex-ch03-temperature"],
     expected=_temp_expected,
     mistakes=(
         Mistake(MISSING_FACTOR, lambda: _temp_expected() / EX3_TAU,
@@ -102,13 +91,6 @@ check_temperature_gradient = Exercise(
                 "these are the responsibilities at temperature 1; the temperature also changes which r appears."),
         Mistake(FLIPPED_SIGN, lambda: -_temp_expected(), "right size, wrong sign: L_tau is an objective (maximized)."),
     ),
-    hints=(
-        "Use the chain rule through u_j = d_j / tau, and Theorem 1 for log sum_j exp(-u_j).",
-        "The tau in front and the 1/tau from du_j/dd_j cancel. Which responsibilities remain?",
-        "The gradient is minus the responsibilities of d / tau: -softmax(-d / tau).",
-    ),
-    success="A lower temperature sharpens the responsibilities; the identity keeps its form.",
-    secrets=("-0.867", "softmax(-d / tau)", "responsibilities of d / tau"),
 )
 
 
@@ -119,23 +101,15 @@ def _limit() -> np.ndarray:
 
 #: Exercise 4 (predict): the limit of ``dL_tau/dd`` at ``EX3_D`` as ``tau -> 0``, shape (3,).
 check_zero_temperature_limit = Exercise(
-    label="ex-ch03-zero-temperature", name="check_zero_temperature_limit",
-    what="Your predicted limit of dL_tau/dd as tau -> 0",
+    **TEXT["ex-ch03-zero-temperature"],
     expected=_limit,
     mistakes=(
         Mistake(FLIPPED_SIGN, lambda: -_limit(), "right pattern, wrong sign: L_tau is maximized; moving a component away lowers it."),
         Mistake(WRONG_QUANTITY, lambda: -np.ones(3) / 3, "that is the limit tau -> infinity (no preference), not tau -> 0."),
         Mistake(WRONG_QUANTITY, lambda: np.zeros(3), "the gradient does not vanish: the responsibilities always sum to one."),
     ),
-    hints=(
-        "As tau falls, what happens to the responsibilities softmax(-d / tau)? Try tau = 0.1 and 0.01.",
-        "Dividing by a tiny tau magnifies the gaps between distances; the nearest component takes everything.",
-        "The limit is minus a one-hot vector at the smallest distance: k-means' hard assignment.",
-    ),
-    rtol=0.0, atol=1e-6,
-    success="The zero-temperature limit is hard assignment: L_tau tends to -min_j d_j, the k-means objective, and "
-            "its gradient to a one-hot E-step.",
-    secrets=("one-hot", "-min_j d_j", "k-means"), kind="predict",
+    rtol=0.0,
+    atol=1e-6,
 )
 
 

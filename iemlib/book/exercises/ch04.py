@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_FINITE, WRONG_QUANTITY
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_FINITE, WRONG_QUANTITY
 from . import WRONG_SHAPE, Custom, Exercise, Feedback, Mistake, _to_numpy
+
+#: The text of this chapter's exercises (what is asked, hints, messages): text/ch04.toml.
+TEXT = exercise_text("ch04")
 
 __all__ = [
     "EXERCISE_D",
@@ -66,7 +69,7 @@ def _loss_r() -> np.ndarray:
 
 #: Exercise 1: the gradient of the *loss* ``-log sum_j exp(-d_j)`` (minimized) with respect to ``d`` at ``d = EXERCISE_D``, shape (3,).
 check_loss_gradient = Exercise(
-    label="ex-ch04-sign", name="check_loss_gradient", what="Your gradient of the loss",
+    **TEXT["ex-ch04-sign"],
     expected=_loss_r,
     mistakes=(
         Mistake(FLIPPED_SIGN, lambda: -_loss_r(),
@@ -74,18 +77,11 @@ check_loss_gradient = Exercise(
         Mistake(NORMALIZATION, lambda: np.exp(-EXERCISE_D),
                 "the normalizer is missing: the entries of this gradient sum to one."),
     ),
-    hints=(
-        "Is -log sum_j exp(-d_j) the objective L or the loss -L? Theorem 1 is stated for L.",
-        "Theorem 1: dL/dd_j = -r_j. The loss is -L.",
-        "The loss gradient is +r_j = exp(-d_j) / sum_k exp(-d_k).",
-    ),
-    success="It is +r: the loss's gradient is the responsibilities themselves.",
-    secrets=("+r_j", "exp(-d_j) / sum"),
 )
 
 #: Exercise 2: the means (shape (2, 1)) after one gradient-ascent step on the summed log-likelihood, preconditioned by ``variance_j / N_j`` with step size 1.
 check_bridge_step = Exercise(
-    label="ex-ch04-bridge", name="check_bridge_step", what="Your preconditioned step",
+    **TEXT["ex-ch04-bridge"],
     expected=_bridge_expected,
     mistakes=(
         Mistake(MISSING_FACTOR, _bridge_plain_step,
@@ -95,13 +91,8 @@ check_bridge_step = Exercise(
             bridge_problem(), _bridge_resp()),
                 "you divided by the number of points; the preconditioner uses each component's N_j = sum_i r_ij."),
     ),
-    hints=(
-        "First the E-step: responsibilities from the log of weight times Gaussian density, normalized per point.",
-        "The gradient of the summed log-likelihood with respect to mu_j is g_j = sum_i r_ij (x_i - mu_j) / variance_j.",
-        "Scale g_j by variance_j / N_j (N_j = sum_i r_ij) and add it to mu_j; compare with sum_i r_ij x_i / N_j.",
-    ),
-    success="It lands on the EM mean update, as Xu & Jordan's bridge says.", rtol=1e-10, atol=1e-12,
-    secrets=("sum_i r_ij x_i / N_j", "r.T @ X"),
+    rtol=1e-10,
+    atol=1e-12,
 )
 
 # Exercise 3: two 1-D means of a mixture with unit variances and equal weights, fitted to three
@@ -181,17 +172,10 @@ def _grade_optima(answer: Any) -> Feedback:
 
 #: Exercise 3 (explore): two starting means from which EM and gradient ascent, run on :func:`basin_data` by :func:`run_em_and_gd`, reach different optima.
 check_different_optima = Custom(
-    label="ex-ch04-basins", name="check_different_optima", what="Your start", grade=_grade_optima,
-    hints=(
-        "Starts deep inside a basin lead both methods to the same optimum. Where are the boundaries between basins?",
-        "A start where the two means are (nearly) equal is symmetric: which component takes which cluster is decided "
-        "by small differences, and the two methods weigh them differently.",
-        "Scan a small grid of starts with both means between -1.2 and 0.4 (run_em_and_gd accepts a (B, 2) batch) and "
-        "keep the starts where the final means differ.",
-    ),
+    **TEXT["ex-ch04-basins"],
+    grade=_grade_optima,
     example=lambda: np.array([-0.6, -0.8]),
     wrong=lambda: [(np.array([-4.0, 3.5]), "same optimum"), (np.array([1.0, 2.0, 3.0]), WRONG_SHAPE)],
-    secrets=("-0.6, -0.8", "[-0.6", "-1.2 and 0.4"), placeholder="two starting means", kind="explore",
 )
 
 

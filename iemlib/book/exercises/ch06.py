@@ -13,8 +13,11 @@ from typing import Any
 import numpy as np
 
 from iemlib.objectives import responsibilities
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_TYPE
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_TYPE
 from . import Custom, Exercise, Feedback, Mistake, _to_numpy
+
+#: The text of this chapter's exercises (what is asked, hints, messages): text/ch06.toml.
+TEXT = exercise_text("ch06")
 
 __all__ = ["check_distance_gradient", "check_wrong_push_total", "check_linear_step", "check_largest_push"]
 
@@ -42,8 +45,7 @@ def _distance_exercise(z: Any, y: Any) -> Exercise:
     K = z_.shape[-1]
     expected = np.eye(K)[y_] - _softmax(z_)
     return Exercise(
-        label="ex-ch06-gradient", name="check_distance_gradient", what="The gradient of the loss with respect to d",
-        call="check_distance_gradient(answer, z_ex, y_ex, hint=1)",
+        **TEXT["ex-ch06-gradient"],
         expected=lambda: expected,
         mistakes=(
             Mistake(FLIPPED_SIGN, lambda: -expected,
@@ -54,9 +56,6 @@ def _distance_exercise(z: Any, y: Any) -> Exercise:
                     "the softmax normalizer is missing: responsibilities sum to one."),
         ),
         hints=_GRAD_HINTS,
-        success="The correct class's distance has a positive gradient (descent pulls it closer); every wrong class "
-                "has gradient -r_j (descent pushes it away).",
-        secrets=("onehot(y) - r", "one_hot(y_ex"),
     )
 
 
@@ -65,8 +64,7 @@ _EX1 = _distance_exercise(EX1_Z, EX1_Y)
 
 def _push_exercise(r_y: float) -> Exercise:
     return Exercise(
-        label="ex-ch06-total", name="check_wrong_push_total", what="The summed gradient of the wrong classes' distances",
-        call="check_wrong_push_total(answer, r_y=0.7, hint=1)",
+        **TEXT["ex-ch06-total"],
         expected=lambda: np.float64(-(1.0 - float(r_y))),
         mistakes=(
             Mistake(WRONG_QUANTITY, lambda: np.float64(-float(r_y)),
@@ -75,13 +73,6 @@ def _push_exercise(r_y: float) -> Exercise:
                     "right size, wrong sign: each wrong class's loss gradient is negative (descent pushes it away)."),
         ),
         generic=False,
-        hints=(
-            "What is the loss gradient with respect to one wrong class's distance d_j?",
-            "Each wrong class contributes -r_j. What do all K responsibilities sum to?",
-            "Sum -r_j over j != y: it is -(1 - r_y), whatever the split.",
-        ),
-        success="The wrong classes share exactly the responsibility the correct class is missing.",
-        secrets=("-(1 - r_y)", "-0.3"),
     )
 
 
@@ -95,8 +86,7 @@ def _step_exercise(x: Any, z: Any, y: int, lr: float) -> Exercise:
     g = np.eye(K)[int(y)] - _softmax(z_)  # gradient of the loss with respect to d
     expected = -float(lr) * (x_ @ x_ + 1.0) * g
     return Exercise(
-        label="ex-ch06-step", name="check_linear_step", what="The change of d after one step",
-        call="check_linear_step(answer, x_ex, z_step, y_step, eta_ex, hint=1)",
+        **TEXT["ex-ch06-step"],
         expected=lambda: expected,
         mistakes=(
             Mistake(FLIPPED_SIGN, lambda: -expected,
@@ -106,14 +96,8 @@ def _step_exercise(x: Any, z: Any, y: int, lr: float) -> Exercise:
             Mistake(MISSING_FACTOR, lambda: -float(lr) * (x_ @ x_) * g,
                     "almost: the bias b_j moves too, and adds to the change."),
         ),
-        hints=(
-            "d_j = -(W_j x + b_j) depends only on row j of W and on b_j. What are their loss gradients?",
-            "dloss/dW_j = -(dloss/dd_j) x and dloss/db_j = -(dloss/dd_j). Apply the step, then recompute d_j.",
-            "The change is -lr (||x||^2 + 1) (onehot(y) - r).",
-        ),
-        rtol=1e-6, atol=1e-12,
-        success="Every wrong class moves away by lr (||x||^2 + 1) r_j: in exact proportion to its responsibility.",
-        secrets=("||x||^2 + 1", "x_ex @ x_ex + 1"),
+        rtol=1e-6,
+        atol=1e-12,
     )
 
 
@@ -145,14 +129,10 @@ def _largest_push_custom(z: Any, y: int) -> Custom:
 
     worst = int(np.argmin(np.where(np.arange(len(r)) == int(y), np.inf, r)))
     return Custom(
-        label="ex-ch06-predict", name="check_largest_push", what="Your prediction", grade=grade,
-        hints=(
-            "Before computing the step: which quantity, per wrong class, is the push proportional to?",
-            "In a linear model a wrong class j moves away by lr (||x||^2 + 1) r_j. Which r_j is largest, leaving out the label?",
-            "Take softmax(z), set the label's entry aside, and pick the index of the largest remaining entry.",
-        ),
-        example=lambda: best, wrong=lambda: [(int(y), "confused pull and push"), (worst, FLIPPED_SIGN)],
-        placeholder="a class index", kind="predict", call="check_largest_push(answer, z_step, y_step, hint=1)",
+        **TEXT["ex-ch06-predict"],
+        grade=grade,
+        example=lambda: best,
+        wrong=lambda: [(int(y), "confused pull and push"), (worst, FLIPPED_SIGN)],
     )
 
 

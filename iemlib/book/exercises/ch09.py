@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from . import FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, Exercise, Feedback, Mistake
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, Exercise, Feedback, Mistake
+
+#: The text of this chapter's exercises (what is asked, hints, messages): text/ch09.toml.
+TEXT = exercise_text("ch09")
 
 __all__ = [
     "COLLAPSE_SETTING",
@@ -38,8 +41,7 @@ def _max_softmax(z: np.ndarray) -> float:
 
 #: Exercise 1: the supremum of ``mean_i log sum_j exp(-d_ij)`` over scales, ``K = 3``, no log-det.
 check_objective_bound = Exercise(
-    label="ex-ch09-bound", name="check_objective_bound",
-    what="The upper bound of the objective without the volume term (K = 3)",
+    **TEXT["ex-ch09-bound"],
     expected=lambda: math.log(3.0),
     mistakes=(
         Mistake(WRONG_QUANTITY, lambda: 0.0, "0 would be the bound with a single component; here three terms add up inside the log."),
@@ -47,18 +49,11 @@ check_objective_bound = Exercise(
         Mistake(FLIPPED_SIGN, lambda: -math.log(3.0), "the sign is flipped: the objective is log of a sum that can reach K."),
     ),
     generic=False,
-    hints=(
-        "Every distance is >= 0. How large can each exp(-d_ij) be?",
-        "Each exp(-d_ij) <= 1, with equality only at d_ij = 0. What is the sum of K such terms at most?",
-        "The bound is log K, approached as every distance goes to 0 (all scales grow without bound).",
-    ),
-    success="log K, reached only as every distance goes to 0: the scales must grow without bound.",
-    secrets=("log K", "1.0986", "log 3"),
 )
 
 #: Exercise 2: per-step decrease of ``log sigma`` of a component alone on one point.
 check_collapse_rate = Exercise(
-    label="ex-ch09-rate", name="check_collapse_rate", what="The per-step decrease of log sigma",
+    **TEXT["ex-ch09-rate"],
     expected=lambda: COLLAPSE_SETTING["lr"] * COLLAPSE_SETTING["D"] / COLLAPSE_SETTING["N"],
     mistakes=(
         Mistake(MISSING_FACTOR, lambda: COLLAPSE_SETTING["lr"] * COLLAPSE_SETTING["D"],
@@ -68,18 +63,11 @@ check_collapse_rate = Exercise(
         Mistake(MISSING_FACTOR, lambda: COLLAPSE_SETTING["D"] / COLLAPSE_SETTING["N"], "the learning rate is missing."),
     ),
     rtol=1e-6,
-    hints=(
-        "Write the isolated point's term in the mean loss with the volume term, as a function of log a (a = 1/sigma).",
-        "At the centre the distance term is 0, so the term is -(1/N) D log a for the component with r = 1.",
-        "Its gradient with respect to log a is -D/N; one step changes log sigma by -lr D / N.",
-    ),
-    success="Constant: log sigma falls linearly, sigma geometrically, and nothing in the gradient stops it.",
-    secrets=("lr * D / N", "0.002375", "0.00237"),
 )
 
 #: Exercise 3: ``max softmax(10 z)`` for ``z = EXERCISE_LOGITS``.
 check_scaled_confidence = Exercise(
-    label="ex-ch09-conf", name="check_scaled_confidence", what="The max-softmax confidence of 10 z",
+    **TEXT["ex-ch09-conf"],
     expected=lambda: _max_softmax(10.0 * np.asarray(EXERCISE_LOGITS)),
     mistakes=(
         Mistake(WRONG_QUANTITY, lambda: _max_softmax(np.asarray(EXERCISE_LOGITS)),
@@ -87,14 +75,8 @@ check_scaled_confidence = Exercise(
         Mistake(WRONG_QUANTITY, lambda: _max_softmax(np.asarray(EXERCISE_LOGITS) / 10.0),
                 "you divided the logits by 10 instead of multiplying."),
     ),
-    generic=False, rtol=1e-9,
-    hints=(
-        "Multiply the logits by 10, then take the softmax and its largest entry.",
-        "Subtract the largest scaled logit before exponentiating, so nothing overflows.",
-        "The largest softmax output is 1 / (1 + e^{-10} + e^{-15}).",
-    ),
-    success="Above 0.9999: scaling an input of a linear model scales its logits, and softmax grows as sure as you like.",
-    secrets=("0.99995", "1 / (1 + e^{-10}"),
+    generic=False,
+    rtol=1e-9,
 )
 
 
@@ -109,20 +91,13 @@ def _smallest_scale() -> float:
 
 #: Exercise 4 (explore): the smallest ``c > 0`` with ``max softmax(c z) >= EX4_TARGET`` for ``z = EXERCISE_LOGITS`` (to 0.1 %).
 check_confidence_scale = Exercise(
-    label="ex-ch09-scale", name="check_confidence_scale",
-    what="The smallest scale factor that reaches confidence 0.999",
+    **TEXT["ex-ch09-scale"],
     expected=_smallest_scale,
     mistakes=(
         Mistake(WRONG_QUANTITY, lambda: 10.0, "10 overshoots: it is the factor of the previous exercise."),
     ),
-    generic=False, rtol=1e-3,
-    hints=(
-        "Try a few factors c and print the max-softmax of c * EXERCISE_LOGITS: where does it cross 0.999?",
-        "The confidence rises monotonically with c > 0, so a bisection (or a fine grid) finds the crossing.",
-        "Solve 1 / (1 + e^{-c} + e^{-1.5 c}) = 0.999 for c, numerically.",
-    ),
-    success="A modest factor is enough: confidence on an amplified input says nothing about how familiar it is.",
-    secrets=(), kind="explore",
+    generic=False,
+    rtol=1e-3,
 )
 
 

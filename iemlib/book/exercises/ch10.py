@@ -14,7 +14,10 @@ from typing import Any
 import numpy as np
 
 from iemlib.objectives import responsibilities
-from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, _to_numpy
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, _to_numpy
+
+#: The text of this chapter's exercises (what is asked, hints, messages): text/ch10.toml.
+TEXT = exercise_text("ch10")
 
 __all__ = [
     "EX1_D",
@@ -48,22 +51,14 @@ def _soft_exercise(d: Any, q: Any) -> Exercise:
     q_ = _to_numpy(q).astype(np.float64)
     expected = q_ - _softmax_neg(d_)
     return Exercise(
-        label="ex-ch10-soft", name="check_soft_gradient",
-        what="The gradient of the soft cross-entropy loss with respect to d", expected=lambda: expected,
+        **TEXT["ex-ch10-soft"],
+        expected=lambda: expected,
         mistakes=(
             Mistake(FLIPPED_SIGN, lambda: -expected,
                     "you have the opposite sign, which is the gradient with respect to the logits z = -d."),
             Mistake(WRONG_QUANTITY, lambda: np.eye(len(q_))[int(np.argmax(q_))] - _softmax_neg(d_),
                     "that uses the hard label; the target here is the smoothed q."),
         ),
-        hints=(
-            "Write the loss with the soft target: sum_j q_j d_j + log sum_k exp(-d_k).",
-            "The first term gives q_j; the second is Theorem 1.",
-            "The gradient is q - r with r = softmax(-d).",
-        ),
-        success="It vanishes exactly when r = q: the label pulls only until r_y = q_y, and a wrong class "
-                "with r_j < q_j is pulled closer.",
-        secrets=("q - r", "q_j - r_j", "EX1_Q - np.exp"),
     )
 
 
@@ -72,8 +67,7 @@ _EX1 = _soft_exercise(EX1_D, EX1_Q)
 
 def _noise_exercise(rho: float, K: int) -> Exercise:
     return Exercise(
-        label="ex-ch10-noise", name="check_noise_as_smoothing", what="The equivalent smoothing eps",
-        call="check_noise_as_smoothing(answer, rho=0.2, n_classes=10, hint=1)",
+        **TEXT["ex-ch10-noise"],
         expected=lambda: float(rho) * K / (K - 1),
         mistakes=(
             Mistake(WRONG_QUANTITY, lambda: float(rho),
@@ -82,13 +76,6 @@ def _noise_exercise(rho: float, K: int) -> Exercise:
             Mistake(MISSING_FACTOR, lambda: float(rho) * (K - 1) / K, "the ratio is inverted: eps must be larger than rho."),
         ),
         generic=False,
-        hints=(
-            "Write both expected targets: under noise, the labelled class keeps 1 - rho and each other class gets rho / (K - 1).",
-            "Under smoothing the labelled class gets 1 - eps + eps / K and each other class eps / K.",
-            "Match rho / (K - 1) = eps / K and solve for eps; check the labelled entry agrees.",
-        ),
-        success="In expectation, symmetric label noise is label smoothing: the same partial clamp.",
-        secrets=("rho K / (K - 1)", "2/9", "0.222"),
     )
 
 
@@ -106,7 +93,7 @@ def _reject_exercise(d_known: Any, tau: float) -> Exercise:
     t = float(tau)
     expected = _reject_expected(d, t)
     return Exercise(
-        label="ex-ch10-reject", name="check_reject_responsibility", what="The reject responsibilities",
+        **TEXT["ex-ch10-reject"],
         expected=lambda: expected,
         mistakes=(
             Mistake(NORMALIZATION, lambda: np.exp(-t) * np.ones(len(d)),
@@ -115,14 +102,6 @@ def _reject_exercise(d_known: Any, tau: float) -> Exercise:
             Mistake(FLIPPED_SIGN, lambda: _reject_expected(-d, -t), "the signs of the distances are flipped: a larger distance gives a smaller share."),
         ),
         generic=False,
-        hints=(
-            "The reject component is one more component, at distance tau from every input.",
-            "Append tau to each row of distances and take the responsibilities of the longer row.",
-            "r_0 = exp(-tau) / (exp(-tau) + sum_k exp(-d_k)), row by row.",
-        ),
-        success="Only the third input, far from every known class, is rejected (r_0 > 1/2); the second is "
-                "ambiguous among the classes but close to them, so the reject component barely claims it.",
-        secrets=("np.exp(-EX3_TAU) / (np.exp(-EX3_TAU) +", "exp(-tau) / (exp(-tau) +"),
     )
 
 
@@ -138,20 +117,13 @@ def _effective_exercise(r: Any) -> Exercise:
     rr = _to_numpy(r).astype(np.float64)
     H = _entropy_rows(rr)
     return Exercise(
-        label="ex-ch10-effective", name="check_effective_components", what="The effective numbers of components",
+        **TEXT["ex-ch10-effective"],
         expected=lambda: np.exp(H),
         mistakes=(
             Mistake(WRONG_QUANTITY, lambda: H, "that is the entropy H_i itself; the effective number is its exponential."),
             Mistake("wrong units", lambda: np.exp(H / np.log(2.0)), "that mixes bases: the entropy in bits needs 2**H, not exp(H)."),
         ),
         generic=False,
-        hints=(
-            "The effective number of components is the number of equally shared components with the same entropy.",
-            "Compute H_i = -sum_j r_ij log r_ij in nats, treating 0 log 0 as 0 (np.where avoids log 0).",
-            "Then take exp(H_i): a row split evenly over m components gives m.",
-        ),
-        success="A point owned by one component counts 1, an even split over m components counts m.",
-        secrets=("np.exp(H)", "1.9"),
     )
 
 
@@ -164,8 +136,7 @@ def _largest_tau() -> float:
 
 
 _EX5 = Exercise(
-    label="ex-ch10-tau", name="check_largest_rejecting_tau",
-    what="The largest tau at which the second input is rejected",
+    **TEXT["ex-ch10-tau"],
     expected=_largest_tau,
     mistakes=(
         Mistake(WRONG_QUANTITY, lambda: float(EX3_D[1].min()),
@@ -173,14 +144,6 @@ _EX5 = Exercise(
         Mistake(WRONG_QUANTITY, lambda: float(EX3_D[1].mean()), "the mean distance is not what the responsibilities compare."),
     ),
     rtol=1e-6,
-    hints=(
-        "Before computing: should a *smaller* or a *larger* tau make rejection easier? Try a few values with your code from exercise 3.",
-        "r_0 > 1/2 exactly when exp(-tau) exceeds sum_k exp(-d_k), that is when L < -tau with L = log sum_k exp(-d_k).",
-        "The boundary is tau = -L = -log sum_k exp(-d_k) for the second row of EX3_D.",
-    ),
-    success="Below it the input is rejected. It lies under the smallest distance: an input close to several classes "
-            "has a high L, and only a reject component closer than all of them together claims it.",
-    secrets=("-log sum", "tau = -L"), kind="explore",
 )
 
 
