@@ -1,8 +1,4 @@
-"""Checkers for chapter 1 (the puzzle and the one-line result).
-
-Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback`; it names a
-recognised mistake without the answer, and ``hint=1, 2, ...`` adds graded hints.
-"""
+"""Checkers for chapter 1 (the puzzle and the one-line result)."""
 
 from __future__ import annotations
 
@@ -16,18 +12,9 @@ from . import NOT_CLOSE, Custom, Exercise, Feedback, Mistake, _to_numpy
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch01.toml.
 TEXT = exercise_text("ch01")
 
-__all__ = [
-    "EX1_GRAD",
-    "EX2_N",
-    "EX2_NJ",
-    "EX2_SIGMA",
-    "EX3_R",
-    "EX4_TARGET",
-    "check_responsibilities_from_gradient",
-    "check_em_learning_rate",
-    "check_entropy",
-    "check_designed_distances",
-]
+__all__ = ["EX1_GRAD", "EX2_N", "EX2_NJ", "EX2_SIGMA", "EX3_R", "EX4_TARGET",
+           "check_responsibilities_from_gradient", "check_em_learning_rate", "check_entropy",
+           "check_designed_distances"]
 
 #: Exercise 1: autograd's gradient of the loss -(1/N) sum_i L_i with respect to the distances
 #: d_ij, for N = 2 points and K = 3 prototypes.

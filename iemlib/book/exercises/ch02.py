@@ -1,8 +1,4 @@
-"""Exercise checkers for chapter 2, *The geometric substrate*.
-
-Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback` (never raises):
-a verdict, the kind of a recognised mistake, and with ``hint=1, 2, ...`` graded hints.
-"""
+"""Exercise checkers for chapter 2, *The geometric substrate*."""
 
 from __future__ import annotations
 
@@ -16,16 +12,8 @@ from . import WRONG_SHAPE, WRONG_TYPE, Custom, Exercise, Feedback, Mistake, _to_
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch02.toml.
 TEXT = exercise_text("ch02")
 
-__all__ = [
-    "EXERCISE_MEAN",
-    "EXERCISE_COV",
-    "EXERCISE_D",
-    "em_exercise_data",
-    "check_principal_unit",
-    "check_lse_gradient",
-    "check_em_means",
-    "check_symmetric_means",
-]
+__all__ = ["EXERCISE_MEAN", "EXERCISE_COV", "EXERCISE_D", "em_exercise_data", "check_principal_unit",
+           "check_lse_gradient", "check_em_means", "check_symmetric_means"]
 
 #: Exercise 1: the Gaussian whose largest-variance principal direction the reader turns into a unit.
 EXERCISE_MEAN = np.array([1.0, -2.0])

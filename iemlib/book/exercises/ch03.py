@@ -1,8 +1,4 @@
-"""Checkers for chapter 3 (Theorem 1).
-
-Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback`: a verdict, the kind of
-a recognised mistake, and with ``hint=1, 2, ...`` graded hints, the last close to the solution.
-"""
+"""Checkers for chapter 3 (Theorem 1)."""
 
 from __future__ import annotations
 
@@ -15,17 +11,8 @@ from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch03.toml.
 TEXT = exercise_text("ch03")
 
-__all__ = [
-    "EX1_D",
-    "EX2_D",
-    "EX2_Y",
-    "EX3_D",
-    "EX3_TAU",
-    "check_loss_gradient",
-    "check_cross_entropy_gradient",
-    "check_temperature_gradient",
-    "check_zero_temperature_limit",
-]
+__all__ = ["EX1_D", "EX2_D", "EX2_Y", "EX3_D", "EX3_TAU", "check_loss_gradient",
+           "check_cross_entropy_gradient", "check_temperature_gradient", "check_zero_temperature_limit"]
 
 #: Exercise 1: distances at which the reader differentiates the loss -L.
 EX1_D = (0.0, float(np.log(2.0)), float(np.log(4.0)))

@@ -1,8 +1,4 @@
-"""Exercise checkers for chapter 4, *The unsupervised regime*.
-
-Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback` (never raises): a
-verdict, the kind of a recognised mistake, and with ``hint=1, 2, ...`` graded hints.
-"""
+"""Exercise checkers for chapter 4, *The unsupervised regime*."""
 
 from __future__ import annotations
 
@@ -16,15 +12,8 @@ from . import WRONG_SHAPE, Custom, Exercise, Feedback, Mistake, _to_numpy
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch04.toml.
 TEXT = exercise_text("ch04")
 
-__all__ = [
-    "EXERCISE_D",
-    "bridge_problem",
-    "basin_data",
-    "run_em_and_gd",
-    "check_loss_gradient",
-    "check_bridge_step",
-    "check_different_optima",
-]
+__all__ = ["EXERCISE_D", "bridge_problem", "basin_data", "run_em_and_gd", "check_loss_gradient",
+           "check_bridge_step", "check_different_optima"]
 
 #: Exercise 1: distances of one point to three components.
 EXERCISE_D = np.array([2.0, 0.5, 1.5])

@@ -1,8 +1,4 @@
-"""Exercise checkers for chapter 7 (the taxonomy: normalization, coupling, far points).
-
-Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback`: a verdict, the kind of
-a recognised mistake, and with ``hint=1, 2, ...`` graded hints.
-"""
+"""Exercise checkers for chapter 7 (the taxonomy: normalization, coupling, far points)."""
 
 from __future__ import annotations
 
@@ -16,14 +12,8 @@ from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, WRONG
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch07.toml.
 TEXT = exercise_text("ch07")
 
-__all__ = [
-    "EXERCISE_D",
-    "EX4_SIGMA",
-    "check_lse_coupling",
-    "check_correntropy_far_gradient",
-    "check_coupled_objectives",
-    "check_correntropy_peak",
-]
+__all__ = ["EXERCISE_D", "EX4_SIGMA", "check_lse_coupling", "check_correntropy_far_gradient",
+           "check_coupled_objectives", "check_correntropy_peak"]
 
 #: The distances used in exercise 1.
 EXERCISE_D = (0.5, 1.0, 2.0)

@@ -1,8 +1,4 @@
-"""Exercise checkers for chapter 9 (limits and failure modes).
-
-Each ``check_*(answer, hint=0)`` returns :class:`~iemlib.book.exercises.Feedback`: a verdict, the kind of
-a recognised mistake, and with ``hint=1, 2, ...`` graded hints.
-"""
+"""Exercise checkers for chapter 9 (limits and failure modes)."""
 
 from __future__ import annotations
 
@@ -16,15 +12,8 @@ from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, Exerc
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch09.toml.
 TEXT = exercise_text("ch09")
 
-__all__ = [
-    "COLLAPSE_SETTING",
-    "EXERCISE_LOGITS",
-    "EX4_TARGET",
-    "check_objective_bound",
-    "check_collapse_rate",
-    "check_scaled_confidence",
-    "check_confidence_scale",
-]
+__all__ = ["COLLAPSE_SETTING", "EXERCISE_LOGITS", "EX4_TARGET", "check_objective_bound",
+           "check_collapse_rate", "check_scaled_confidence", "check_confidence_scale"]
 
 #: Exercise 2: learning rate, dimension and number of points of the single-point collapse.
 COLLAPSE_SETTING = {"lr": 0.5, "D": 2, "N": 421}

@@ -19,18 +19,8 @@ from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch10.toml.
 TEXT = exercise_text("ch10")
 
-__all__ = [
-    "EX1_D",
-    "EX1_Q",
-    "EX3_D",
-    "EX3_TAU",
-    "EX4_R",
-    "check_soft_gradient",
-    "check_noise_as_smoothing",
-    "check_reject_responsibility",
-    "check_effective_components",
-    "check_largest_rejecting_tau",
-]
+__all__ = ["EX1_D", "EX1_Q", "EX3_D", "EX3_TAU", "EX4_R", "check_soft_gradient", "check_noise_as_smoothing",
+           "check_reject_responsibility", "check_effective_components", "check_largest_rejecting_tau"]
 
 #: Exercise 10.1: distances of one sample and a soft target (label smoothing, eps = 0.2, K = 4, y = 1).
 EX1_D = np.array([1.2, 0.3, 2.0, 0.9])
