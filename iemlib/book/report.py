@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["Column", "report", "markdown_table", "mean_sd", "median_range", "mean_range", "mean_ci", "fmt_number"]
+__all__ = ["Column", "Table", "report", "markdown_table", "mean_sd", "median_range", "mean_range", "mean_ci", "fmt_number"]
 
 SPREADS = ("sd", "range", "minmax", "ci", "mean")
 

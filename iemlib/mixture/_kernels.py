@@ -2,7 +2,7 @@
 :mod:`~iemlib.mixture.gaussian` for one mixture or a batch, the batched M-step, and implicit EM's
 unconstrained parametrisation, shared by the estimators, the batched sweeps and the rates.
 
-Every formula keeps the order of floating-point operations of the legacy modules, so that the
+Every formula keeps the order of floating-point operations of iemlib 0.1.0's modules, so that the
 book's printed numbers stay bit for bit the same.
 """
 
