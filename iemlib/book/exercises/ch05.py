@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from iemlib.legacy.attention import PARAM_NAMES, closed_form_backward, init_params
+from iemlib.attention import closed_form_backward, init_params
 from . import FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED, WRONG_QUANTITY, Choice, Exercise, Feedback, Mistake
 
 __all__ = [
@@ -30,34 +30,34 @@ __all__ = [
 def exercise_problem() -> dict[str, Any]:
     """The chapter's exercise problem and its forward/backward quantities (float64 numpy).
 
-    Keys: ``x (4, 3)``, ``y (4,)``, ``params`` (dict ``W_Q, W_K, W_V, W_O, b``), ``lr`` (0.1), and
+    Keys: ``x (4, 3)``, ``y (4,)``, ``params`` (:class:`~iemlib.attention.HeadParams`), ``lr`` (0.1), and
     from the closed forms ``alpha, v, u, B`` (``u_i = dL/dg_i``, ``B = u v^T``).
     """
     rng = np.random.default_rng(2025)
     x = rng.standard_normal((4, 3))
     y = rng.integers(0, 3, size=4)
-    params = init_params(3, 2, 2, 3, scale=0.8, seed=5)
-    st = closed_form_backward(x, y, *(params[k] for k in PARAM_NAMES), causal=False)
+    params = init_params(3, 2, 2, 3, scale=0.8, random_state=5)
+    st = closed_form_backward(x, y, *params, causal=False)
     return {
         "x": x, "y": y, "params": params, "lr": 0.1,
-        "alpha": st["alpha"], "v": st["v"], "u": st["u"], "B": st["B"],
+        "alpha": st.alpha, "v": st.v, "u": st.u, "B": st.B,
     }
 
 
 @lru_cache(maxsize=1)
-def _state() -> dict[str, Any]:
+def _state() -> Any:
     pb = exercise_problem()
-    return closed_form_backward(pb["x"], pb["y"], *(pb["params"][k] for k in PARAM_NAMES), causal=False)
+    return closed_form_backward(pb["x"], pb["y"], *pb["params"], causal=False)
 
 
 def _a_B() -> tuple[np.ndarray, np.ndarray]:
     st = _state()
-    return st["alpha"], st["B"]
+    return st.alpha, st.B
 
 
 _EX1 = Exercise(
     label="ex-ch05-advantage", name="check_score_gradient", what="dL/ds (gradient of the loss with respect to the scores)",
-    expected=lambda: _state()["dL_ds"],
+    expected=lambda: _state().dL_ds,
     mistakes=(
         Mistake(NORMALIZATION, lambda: (lambda a, B: a * (B - (a * B).sum(0, keepdims=True)))(*_a_B()),
                 "the attention-weighted mean is taken over the wrong axis: each query i (a row) has its own mean."),
@@ -94,7 +94,7 @@ _EX2 = Choice(
 
 
 def _wv_expected() -> np.ndarray:
-    return _state()["W_V"]
+    return _state().W_V
 
 
 _EX3 = Exercise(
@@ -117,14 +117,14 @@ _EX3 = Exercise(
 
 def _realized() -> np.ndarray:
     pb = exercise_problem()
-    return pb["x"] @ (-pb["lr"] * _state()["W_V"]).T
+    return pb["x"] @ (-pb["lr"] * _state().W_V).T
 
 
 _EX4 = Exercise(
     label="ex-ch05-realized", name="check_realized_value_update", what="The realized value update Delta v_j = Delta W_V x_j",
     expected=_realized,
     mistakes=(
-        Mistake(WRONG_QUANTITY, lambda: -exercise_problem()["lr"] * _state()["dL_dv"],
+        Mistake(WRONG_QUANTITY, lambda: -exercise_problem()["lr"] * _state().dL_dv,
                 "that is the paper's update of a *free* value vector. Here v_j = W_V x_j and only W_V is trained: "
                 "step W_V and recompute the values."),
         Mistake(FLIPPED_SIGN, lambda: -_realized(), "right size, wrong sign: descent steps against the gradient."),

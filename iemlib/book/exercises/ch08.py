@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from iemlib.legacy.markov import entropy_rate, sticky_transition_matrix
+from iemlib.markov import entropy_rate, sticky_transition_matrix
 from . import (
     FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED, WRONG_QUANTITY, Choice, Exercise, Feedback, Mistake,
     )
@@ -156,13 +156,14 @@ _EX5 = Choice(
 
 
 def _train_inputs(seed: int):
-    from iemlib.legacy.em_vs_sgd import PAPER, make_dataset
+    from iemlib.experiments.em_vs_sgd import PAPER
+    from iemlib.markov import make_dataset
 
     return make_dataset(PAPER.transition_matrix(), 2000, 20, seed).x.double()
 
 
 def _kappa(seed: int) -> float:
-    from iemlib.legacy.em_vs_sgd import effective_step_scale
+    from iemlib.attention import effective_step_scale
 
     return float(effective_step_scale(_train_inputs(seed)))
 
