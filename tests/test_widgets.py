@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from iemlib.legacy.objectives import responsibilities
+from iemlib.objectives import responsibilities
 from iemlib.book.widgets import ResponsibilityExplorer, autograd_lse_gradient, responsibility_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
