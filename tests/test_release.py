@@ -94,7 +94,7 @@ def test_a_release_sets_every_version_string_commits_and_tags(clone):
         nb = json.loads(at_tag(p))
         setup = [c for c in nb["cells"] if "setup" in c.get("metadata", {}).get("tags", [])]
         src = "".join(setup[0]["source"]) if isinstance(setup[0]["source"], list) else setup[0]["source"]
-        assert f'"iemlib @ git+{url}@{tag}"' in src, p
+        assert f'"git+{url}@{tag}"' in src, p
         assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), p
     assert yaml.safe_load(at_tag("CITATION.cff"))["version"] == version
     assert json.loads(at_tag(".zenodo.json"))["version"] == version
