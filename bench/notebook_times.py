@@ -5,7 +5,7 @@
 
 Notebooks are executed in a temporary copy of chapters/ (the committed files stay stripped),
 with the same kernel the book uses. Budgets: 45 s a chapter, 240 s for the EM-vs-SGD
-reproduction (chapter 8), 6 minutes for the whole book.
+reproduction (chapter 8), 400 s for the whole book.
 """
 
 from __future__ import annotations

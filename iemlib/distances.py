@@ -10,7 +10,7 @@ followed by an absolute value, ``|w^T x + b|``, is a Mahalanobis distance along 
 direction of a Gaussian. For a Gaussian with mean ``mu`` and covariance
 ``Sigma = sum_k lambda_k v_k v_k^T``,
 
-    |lambda_k^{-1/2} v_k^T (x - mu)| = |W_k x + b_k|,  W_k = lambda_k^{-1/2} v_k^T,  b_k = -W_k mu,
+    ``|lambda_k^{-1/2} v_k^T (x - mu)|`` = ``|W_k x + b_k|``,  W_k = lambda_k^{-1/2} v_k^T,  b_k = -W_k mu,
 
 and the squared Mahalanobis distance is the sum over directions of their squares. A ReLU
 network computes the absolute value as two half-space detectors, ``|z| = relu(z) + relu(-z)``.

@@ -130,12 +130,12 @@ class IdentityCheck:
     name
         the label; dtype : "float32" or "float64"; numel : the number of coordinates; eps : the
     dtype's machine epsilon.
-    autograd_vs_closed_eps, autograd_vs_closed_ulps : |autograd - closed form| per coordinate, in eps
+    autograd_vs_closed_eps, autograd_vs_closed_ulps : ``|autograd - closed form|`` per coordinate, in eps
     and in ulps of the closed form.
-    autograd_vs_reference_eps, closed_vs_reference_eps : |autograd - reference| and
-    |closed form - reference| in eps (empty without a reference).
-    fd_coords, fd_coord_abs_error : the coordinates probed by finite differences, |FD - closed form| there.
-    fd_direction_abs_error : |directional FD - <closed form, v>| along each random unit direction v.
+    autograd_vs_reference_eps, closed_vs_reference_eps : ``|autograd - reference|`` and
+    ``|closed form - reference|`` in eps (empty without a reference).
+    fd_coords, fd_coord_abs_error : the coordinates probed by finite differences, ``|FD - closed form|`` there.
+    fd_direction_abs_error : ``|directional FD - <closed form, v>|`` along each random unit direction v.
     fd_step : the finite-difference step; method_note : one sentence saying how the check was done.
     Properties: ``max_abs_error``, ``max_error_eps``, ``max_error_ulps``, ``max_autograd_ref_eps``,
     ``max_closed_ref_eps``, ``fd_max_abs_error``; ``summary()`` gives them as one table row.
@@ -145,31 +145,31 @@ class IdentityCheck:
     dtype: str
     numel: int
     eps: float
-    #: |autograd - closed form| / eps, every coordinate
+    #: ``|autograd - closed form|`` / eps, every coordinate
     autograd_vs_closed_eps: np.ndarray
-    #: |autograd - closed form| in ulps of the closed form, every coordinate
+    #: ``|autograd - closed form|`` in ulps of the closed form, every coordinate
     autograd_vs_closed_ulps: np.ndarray
-    #: |autograd - reference| / eps and |closed - reference| / eps (empty when no reference)
+    #: ``|autograd - reference|`` / eps and ``|closed - reference|`` / eps (empty when no reference)
     autograd_vs_reference_eps: np.ndarray
     closed_vs_reference_eps: np.ndarray
-    #: the coordinates probed by finite differences and |FD - closed form| there (absolute)
+    #: the coordinates probed by finite differences and ``|FD - closed form|`` there (absolute)
     fd_coords: np.ndarray
     fd_coord_abs_error: np.ndarray
-    #: |directional FD - <closed form, v>| along each random unit direction v (absolute)
+    #: ``|directional FD - <closed form, v>|`` along each random unit direction v (absolute)
     fd_direction_abs_error: np.ndarray
     fd_step: float
     method_note: str = field(default="", repr=False)
 
     max_abs_error = property(lambda self: float(self.autograd_vs_closed_eps.max(initial=0.0) * self.eps),
-                             doc="Largest |autograd - closed form| over all coordinates (absolute).")
+                             doc="Largest ``|autograd - closed form|`` over all coordinates (absolute).")
     max_error_eps = property(lambda self: _peak(self.autograd_vs_closed_eps),
-                             doc="Largest |autograd - closed form| in units of eps of the dtype.")
+                             doc="Largest ``|autograd - closed form|`` in units of eps of the dtype.")
     max_error_ulps = property(lambda self: _peak(self.autograd_vs_closed_ulps),
-                              doc="Largest |autograd - closed form| in ulps of the closed form.")
+                              doc="Largest ``|autograd - closed form|`` in ulps of the closed form.")
     max_autograd_ref_eps = property(lambda self: _peak(self.autograd_vs_reference_eps),
-                                    doc="Largest |autograd - reference| in units of eps (0 without a reference).")
+                                    doc="Largest ``|autograd - reference|`` in units of eps (0 without a reference).")
     max_closed_ref_eps = property(lambda self: _peak(self.closed_vs_reference_eps),
-                                  doc="Largest |closed form - reference| in units of eps (0 without a reference).")
+                                  doc="Largest ``|closed form - reference|`` in units of eps (0 without a reference).")
     fd_max_abs_error = property(lambda self: max(_peak(self.fd_coord_abs_error), _peak(self.fd_direction_abs_error)),
                                 doc="Largest finite-difference discrepancy, coordinates and directions together (absolute).")
 
@@ -217,7 +217,7 @@ def _finite_difference_errors(
     f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, c64: np.ndarray, fd_step: float | None,
     n_coords: int, n_directions: int, seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """|FD - closed form| on ``n_coords`` random coordinates and along ``n_directions`` random unit
+    """``|FD - closed form|`` on ``n_coords`` random coordinates and along ``n_directions`` random unit
     directions, central differences in float64; returns (coords, their errors, direction errors, step)."""
     x64 = x.to(torch.float64)
     flat = x64.reshape(-1)
