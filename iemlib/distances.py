@@ -27,8 +27,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ._validation import ArrayLike, as_float_array, as_tensor, check_int, check_positive, is_torch, to_numpy
-from .objectives import _check_objective
+from ._validation import ArrayLike, as_float_array, check_int, check_positive, is_torch, to_numpy
+from ._kernels import check_objective, check_points_means, objective_distance, scaled_distances
 
 __all__ = [
     "prototype_distances",
@@ -48,29 +48,6 @@ __all__ = [
 # ================================================================================================
 # Prototype distances
 # ================================================================================================
-def _squared_distances(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """``||x_i - mu_j||^2`` for x (..., N, D), means (..., K, D) -> (..., N, K); no validation."""
-    return ((x[..., :, None, :] - means[..., None, :, :]) ** 2).sum(-1)
-
-
-def _distances(x: torch.Tensor, means: torch.Tensor, sigma: float) -> torch.Tensor:
-    """:func:`prototype_distances` of checked tensors (the learners' hot loops)."""
-    return _squared_distances(x, means) / (2.0 * sigma * sigma)
-
-
-def _check_points_means(x: Any, means: Any, means_name: str = "means") -> tuple[torch.Tensor, torch.Tensor]:
-    """x (N, D) or (B, N, D), means (K, D) or (B, K, D) as tensors of x's dtype (float64 from numpy)."""
-    x = as_tensor(x, "x", ndim=(2, 3))
-    m = as_tensor(means, means_name, ndim=(2, 3))
-    if m.shape[-1] != x.shape[-1]:
-        raise ValueError(
-            f"{means_name} must have {x.shape[-1]} columns (the dimension of x), got shape {tuple(m.shape)}"
-        )
-    if x.ndim == 3 and m.ndim == 3 and x.shape[0] != m.shape[0]:
-        raise ValueError(
-            f"{means_name} must hold one prototype set per data set in x ({x.shape[0]}), got {m.shape[0]}"
-        )
-    return x, m.to(x.dtype)
 
 
 def prototype_distances(x: Any, means: Any, sigma: float = 1.0) -> torch.Tensor:
@@ -90,16 +67,9 @@ def prototype_distances(x: Any, means: Any, sigma: float = 1.0) -> torch.Tensor:
     torch tensor (N, K), or (B, N, K) when ``x`` or ``means`` has a batch axis; the dtype of a
     torch ``x`` (float64 for numpy input).
     """
-    x, m = _check_points_means(x, means)
+    x, m = check_points_means(x, means)
     s = check_positive(sigma, "sigma")
-    return _distances(x, m, s)
-
-
-def _objective_distances(objective: str, d: torch.Tensor) -> torch.Tensor:
-    if objective == "correntropy":
-        # clamp keeps autograd finite if a point sits exactly on a prototype
-        return torch.sqrt(2.0 * d.clamp_min(1e-300))
-    return d
+    return scaled_distances(x, m, s)
 
 
 def objective_distances(objective: str, x: Any, means: Any, sigma: float = 1.0) -> torch.Tensor:
@@ -117,8 +87,8 @@ def objective_distances(objective: str, x: Any, means: Any, sigma: float = 1.0) 
     -------
     torch tensor (N, K) (or batched, as :func:`prototype_distances`).
     """
-    objective = _check_objective(objective)
-    return _objective_distances(objective, prototype_distances(x, means, sigma))
+    objective = check_objective(objective)
+    return objective_distance(objective, prototype_distances(x, means, sigma))
 
 
 # ================================================================================================

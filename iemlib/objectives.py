@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ._kernels import CORRENTROPY_SIGMA, LOSSES, OBJECTIVES, check_objective, point_loss
 from ._validation import ArrayLike, as_float_array, as_tensor, check_dim, check_int, check_labels, check_positive, is_torch, to_numpy
 
 __all__ = [
@@ -468,34 +469,6 @@ def partition_objective(d: ArrayLike, g: Callable[[ArrayLike], ArrayLike] | None
 # ================================================================================================
 # The taxonomy (chapter 7): losses from their own distances, their couplings
 # ================================================================================================
-#: The three objectives compared in chapter 7, in the order the book plots them.
-OBJECTIVES: tuple[str, ...] = ("lse", "sigmoid", "correntropy")
-#: The losses chapter 7 compares: the three of ``OBJECTIVES`` and the counter-example ``"sqrt"``.
-#: The functions below also accept ``"partition"`` (chapter 3's ``-Z``).
-LOSSES: tuple[str, ...] = OBJECTIVES + ("sqrt",)
-#: Kernel width of the correntropy objective in units of ``s``: ``1 - exp(-rho^2 / 2) = 1 - exp(-e)``.
-CORRENTROPY_SIGMA: float = math.sqrt(2.0)
-_ALL_LOSSES: tuple[str, ...] = LOSSES + ("partition",)
-
-
-def _check_objective(objective: Any) -> str:
-    if objective not in _ALL_LOSSES:
-        raise ValueError(f"objective must be one of {_ALL_LOSSES}, got {objective!r}")
-    return str(objective)
-
-
-def _loss(objective: str, d: torch.Tensor) -> torch.Tensor:
-    """Per-sample loss of checked distances ``d`` (..., K) -> (...); no validation (hot loops)."""
-    if objective == "lse":
-        return -torch.logsumexp(-d, dim=-1)
-    if objective == "sqrt":
-        return 2.0 - 2.0 * torch.exp(0.5 * torch.logsumexp(-d, dim=-1))
-    if objective == "partition":
-        return -torch.exp(-d).sum(-1)
-    if objective == "sigmoid":
-        return (torch.nn.functional.softplus(-d) + torch.ones_like(d) * d).sum(-1)
-    u = d / CORRENTROPY_SIGMA
-    return (1.0 - torch.exp(-(u**2))).sum(-1)
 
 
 def loss_from_distances(objective: str, d: Any) -> torch.Tensor:
@@ -510,8 +483,8 @@ def loss_from_distances(objective: str, d: Any) -> torch.Tensor:
     -------
     torch tensor (N,); a torch ``d`` keeps its graph.
     """
-    objective = _check_objective(objective)
-    return _loss(objective, as_tensor(d, "d", ndim=2))
+    objective = check_objective(objective)
+    return point_loss(objective, as_tensor(d, "d", ndim=2))
 
 
 def distance_gradient(objective: str, d: Any) -> torch.Tensor:
@@ -525,9 +498,9 @@ def distance_gradient(objective: str, d: Any) -> torch.Tensor:
     -------
     torch tensor (N, K).
     """
-    objective = _check_objective(objective)
+    objective = check_objective(objective)
     d = as_tensor(d, "d", ndim=2).detach().clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(_loss(objective, d).sum(), d)
+    (g,) = torch.autograd.grad(point_loss(objective, d).sum(), d)
     return g
 
 
@@ -541,9 +514,9 @@ def gradient_jacobian(objective: str, d: Any) -> torch.Tensor:
     -------
     torch tensor (N, K, K).
     """
-    objective = _check_objective(objective)
+    objective = check_objective(objective)
     d = as_tensor(d, "d", ndim=2).detach().clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(_loss(objective, d).sum(), d, create_graph=True)
+    (g,) = torch.autograd.grad(point_loss(objective, d).sum(), d, create_graph=True)
     K = d.shape[1]
     rows = []
     for j in range(K):
@@ -570,7 +543,7 @@ def gradient_jacobian_closed_form(objective: str, d: Any) -> torch.Tensor:
     -------
     torch tensor (N, K, K).
     """
-    objective = _check_objective(objective)
+    objective = check_objective(objective)
     d = as_tensor(d, "d", ndim=2).detach()
     if objective == "lse":
         r = torch.softmax(-d, dim=-1)

@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from ._validation import as_float_array, as_numpy, as_tensor, check_int, check_positive, to_numpy
-from .distances import _check_points_means, _distances, _objective_distances, _squared_distances, prototype_distances
+from ._kernels import check_objective, check_points_means, objective_distance, point_loss, scaled_distances, squared_distances
+from .distances import prototype_distances
 from .metrics import responsibility_entropy
-from .objectives import LOSSES, _check_objective, _loss, gradient_jacobian_closed_form
+from .objectives import LOSSES, gradient_jacobian_closed_form
 from .runtime import single_threaded
 
 __all__ = [
@@ -211,8 +212,8 @@ def _fit_autograd_single(x, mu, objective, s, lr, rec):
     mu = mu.clone()
     for t in range(rec.n + 1):
         mu_ = mu.clone().requires_grad_(True)
-        e = _distances(x, mu_, s)
-        loss = _loss(objective, _objective_distances(objective, e)).mean()
+        e = scaled_distances(x, mu_, s)
+        loss = point_loss(objective, objective_distance(objective, e)).mean()
         if rec.record_r:
             g_e, g_mu = torch.autograd.grad(loss, [e, mu_])
         else:
@@ -243,7 +244,7 @@ def _fit_autograd_batch(x, mu, objective, s, lr, rec):
     """B runs (B, K, D) at once by autograd of the summed per-run losses (block-diagonal gradient)."""
     mu = mu.clone().requires_grad_(True)
     for t in range(rec.n + 1):
-        e = _distances(x, mu, s)
+        e = scaled_distances(x, mu, s)
         per_run = _batch_loss(objective, e)
         if rec.record_r:
             g_e, g = torch.autograd.grad(per_run.sum(), [e, mu])
@@ -267,7 +268,7 @@ def _point_objective(objective: str, d: torch.Tensor) -> torch.Tensor:
 def _closed_form_gradient(x: torch.Tensor, m: torch.Tensor, s: float, objective: str, d: torch.Tensor | None = None) -> torch.Tensor:
     """``-(1/(N s^2)) sum_i c_ij (x_i - mu_j)``, c = r (lse) or exp(-d) (partition); x (S or 1, N, D), m (B, K, D)."""
     if d is None:
-        d = _distances(x, m, s)
+        d = scaled_distances(x, m, s)
     c = torch.softmax(-d, dim=-1) if objective == "lse" else torch.exp(-d)  # (B, N, K)
     N = x.shape[1]
     xb = x.expand(m.shape[0], -1, -1) if x.shape[0] == 1 else x
@@ -278,7 +279,7 @@ def _closed_form_gradient(x: torch.Tensor, m: torch.Tensor, s: float, objective:
 def _fit_closed_form(x, mu, objective, s, lr, rec):
     """B runs (B, K, D) with the closed-form gradient of the lse or partition loss."""
     for t in range(rec.n + 1):
-        d = _distances(x, mu, s)
+        d = scaled_distances(x, mu, s)
         lv = -_point_objective(objective, d).mean(-1)
         g = _closed_form_gradient(x, mu, s, objective, d)
         if rec.due(t):
@@ -293,7 +294,7 @@ def _scaled_distances(x: torch.Tensor, mu: torch.Tensor, log_a: torch.Tensor, lo
     """``a_j^2 ||x_i - mu_j||^2 / 2`` (optionally rescaled to mean D/2), minus ``D log a_j`` with the volume term."""
     D = x.shape[-1]
     a = torch.exp(log_a)
-    d = _squared_distances(x, mu) * a**2 / 2.0
+    d = squared_distances(x, mu) * a**2 / 2.0
     if normalize:
         # a normalization layer on the distances: their mean over the batch and the components is
         # held at D / 2 (its value for a well-fitted Gaussian); gradients flow through the statistic
@@ -318,7 +319,7 @@ def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec):
             g_mu, g_la = torch.autograd.grad(loss, [mu, log_a])
         if rec.due(t):
             with torch.no_grad():
-                raw = _squared_distances(x, mu) * torch.exp(2 * log_a) / 2.0
+                raw = squared_distances(x, mu) * torch.exp(2 * log_a) / 2.0
                 ll = torch.logsumexp(-raw + D * log_a, dim=1).mean() + const
             rec.add(steps=t, means=mu.detach(), loss=float(loss.detach()), objective_value=float(L.detach().mean()),
                     step_norms=(lr * g_mu).norm(dim=-1), scales=torch.exp(-log_a.detach()),
@@ -348,7 +349,7 @@ def _fit_background(x, mu, s, log_volume, lr, rec):
     c = 0.5 * D * math.log(2.0 * math.pi) + D * math.log(s)
     for t in range(rec.n + 1):
         logpi = torch.log_softmax(logits, dim=-1)  # (S, K + 1)
-        gauss = logpi[:, None, 1:] - _distances(x, mu, s) - c
+        gauss = logpi[:, None, 1:] - scaled_distances(x, mu, s) - c
         bg = (logpi[:, 0] - logV)[:, None, None].expand(-1, gauss.shape[1], 1)
         lj = torch.cat([bg, gauss], dim=-1)  # (S, N, K + 1): the log joint, background first
         per_run = -torch.logsumexp(lj, -1).mean(-1)
@@ -465,7 +466,7 @@ def fit_prototypes(
     operations of the learner it replaced, so that the book's runs from near-symmetric starts,
     which amplify any rounding change, print the same numbers.
     """
-    x, m = _check_points_means(x, means_init, "means_init")
+    x, m = check_points_means(x, means_init, "means_init")
     s = check_positive(sigma, "sigma")
     eta = check_positive(lr, "lr")
     n = check_int(n_steps, "n_steps", minimum=0)
@@ -541,11 +542,11 @@ def prototype_loss_gradient(x: Any, means: Any, sigma: float = 1.0, objective: s
     numpy array (K, D), or (B, K, D) for a batch.
     """
     objective = _check_prototype_objective(objective)
-    x, m = _check_points_means(x, means)
+    x, m = check_points_means(x, means)
     s = check_positive(sigma, "sigma")
     x, m = x.detach(), m.detach()
     if x.ndim == 2 and m.ndim == 2:
-        d = _distances(x, m, s)
+        d = scaled_distances(x, m, s)
         c = torch.softmax(-d, dim=1) if objective == "lse" else torch.exp(-d)  # (N, K)
         pull = c.T @ x - c.sum(0)[:, None] * m  # sum_i c_ij (x_i - mu_j)
         return to_numpy(-pull / (x.shape[0] * s * s))
@@ -568,7 +569,7 @@ def em_mean_update(x: Any, means: Any, sigma: float = 1.0, n_steps: int = 1) -> 
     -------
     numpy array of the shape of ``means``: the means after the last update.
     """
-    x, m = _check_points_means(x, means)
+    x, m = check_points_means(x, means)
     s = check_positive(sigma, "sigma")
     n = check_int(n_steps, "n_steps", minimum=0)
     x, m = x.detach(), m.detach()
@@ -576,7 +577,7 @@ def em_mean_update(x: Any, means: Any, sigma: float = 1.0, n_steps: int = 1) -> 
     with single_threaded() if n > 1 or m.ndim == 3 or x.ndim == 3 else contextlib.nullcontext():
         if x.ndim == 2 and m.ndim == 2:
             for _ in range(n):
-                r = torch.softmax(-_distances(x, m, s), dim=1)
+                r = torch.softmax(-scaled_distances(x, m, s), dim=1)
                 Nj = r.sum(0)
                 new = (r.T @ x) / torch.where(Nj > 0, Nj, 1.0)[:, None]
                 m = torch.where((Nj > 0)[:, None], new, m)
@@ -585,7 +586,7 @@ def em_mean_update(x: Any, means: Any, sigma: float = 1.0, n_steps: int = 1) -> 
             m = m[None].expand(x.shape[0], -1, -1)
         xb = x[None].expand(m.shape[0], -1, -1) if x.ndim == 2 else x
         for _ in range(n):
-            r = torch.softmax(-_distances(xb, m, s), dim=-1)  # (B, N, K)
+            r = torch.softmax(-scaled_distances(xb, m, s), dim=-1)  # (B, N, K)
             Nj = r.sum(1)  # (B, K)
             new = torch.einsum("bnk,bnd->bkd", r, xb) / torch.where(Nj > 0, Nj, 1.0)[..., None]
             m = torch.where((Nj > 0)[..., None], new, m)
@@ -803,7 +804,7 @@ def memberships(objective: str, x: Any, means: Any, sigma: float = 1.0) -> torch
     -------
     torch tensor (N, K), or (B, N, K).
     """
-    objective = _check_objective(objective)
+    objective = check_objective(objective)
     e = prototype_distances(x, means, sigma).detach()
     if objective in ("lse", "sqrt"):
         return torch.softmax(-e, dim=-1)
@@ -832,9 +833,9 @@ def gradient_weights(objective: str, x: Any, means: Any, sigma: float = 1.0) -> 
     -------
     torch tensor (N, K), or (B, N, K).
     """
-    objective = _check_objective(objective)
+    objective = check_objective(objective)
     e = prototype_distances(x, means, sigma).detach().clone().requires_grad_(True)
-    (w,) = torch.autograd.grad(_loss(objective, _objective_distances(objective, e)).sum(), e)
+    (w,) = torch.autograd.grad(point_loss(objective, objective_distance(objective, e)).sum(), e)
     return w
 
 
@@ -869,7 +870,7 @@ def prototype_gradient_norms(objective: str, x: Any, means: Any, sigma: float = 
     -------
     torch tensor (N,).
     """
-    x, m = _check_points_means(x, means)
+    x, m = check_points_means(x, means)
     if x.ndim != 2 or m.ndim != 2:
         raise ValueError("x must be (N, D) and means (K, D) for per-point gradient norms")
     s = check_positive(sigma, "sigma")
@@ -977,7 +978,7 @@ def trajectory_coupling(objective: str, x: Any, means_path: Any, sigma: float = 
     -------
     TrajectoryCoupling
     """
-    objective = _check_objective(objective)
+    objective = check_objective(objective)
     x = as_tensor(x, "x", ndim=2).detach()
     P = as_tensor(means_path, "means_path", ndim=(3, 4)).detach()
     s = check_positive(sigma, "sigma")
@@ -991,7 +992,7 @@ def trajectory_coupling(objective: str, x: Any, means_path: Any, sigma: float = 
     with single_threaded():
         for t in range(T_):
             for s_ in range(S):
-                J = gradient_jacobian_closed_form(objective, _objective_distances(objective, _distances(x, P[t, s_], s)))
+                J = gradient_jacobian_closed_form(objective, objective_distance(objective, scaled_distances(x, P[t, s_], s)))
                 off = J[:, mask].abs()
                 mo[t, s_] = float(off.sum(1).mean()) if K > 1 else 0.0
                 sh[t, s_] = float((off.amax(1) > 0.01).double().mean()) if K > 1 else 0.0
@@ -1016,7 +1017,7 @@ def _antithetic(m: torch.Tensor, eps: torch.Tensor, sm: float, chunk: int):
 
 
 def _check_es(x, means, sigma, smoothing, random_state, chunk):
-    x, m = _check_points_means(x, means)
+    x, m = check_points_means(x, means)
     if x.ndim != 2 or m.ndim != 2:
         raise ValueError("x must be (N, D) and means (K, D)")
     return (x.detach(), m.detach(), check_positive(sigma, "sigma"), check_positive(smoothing, "smoothing"),
@@ -1058,8 +1059,8 @@ def es_gradient(x: Any, means: Any, *, sigma: float = 1.0, smoothing: float = 0.
     contrib = torch.empty_like(eps)
     with single_threaded():
         for a, e, plus, minus in _antithetic(m, eps, sm, ch):
-            lp = -torch.logsumexp(-_distances(x[None], plus, s), dim=-1).mean(-1)
-            lm = -torch.logsumexp(-_distances(x[None], minus, s), dim=-1).mean(-1)
+            lp = -torch.logsumexp(-scaled_distances(x[None], plus, s), dim=-1).mean(-1)
+            lm = -torch.logsumexp(-scaled_distances(x[None], minus, s), dim=-1).mean(-1)
             contrib[a : a + ch] = (lp - lm)[:, None, None] * e / (2.0 * sm)
         csum = contrib.cumsum(0)
     out = np.stack([(csum[k - 1] / k).numpy() for k in sizes])
@@ -1103,7 +1104,7 @@ def scaled_mixture_objective(x: Any, means: Any, sigma: Any, *, logdet: bool) ->
     -------
     float
     """
-    x, mu = _check_points_means(x, means)
+    x, mu = check_points_means(x, means)
     if x.ndim != 2 or mu.ndim != 2:
         raise ValueError("x must be (N, D) and means (K, D)")
     sg = _check_sigma_vector(sigma, mu.shape[0], "sigma", x)

@@ -44,7 +44,6 @@ autograd graph, so that it can be differentiated). The closed forms never use au
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
@@ -52,6 +51,8 @@ import numpy as np
 import torch
 
 from .._validation import ArrayLike, as_float_array, check_int, check_labels, check_positive, is_torch
+from ._checks import check_bool, validate_forward, validate_full
+from ._kernels import closed_form_torch, forward_torch, softmax_scores, summed_cross_entropy
 
 __all__ = [
     "PARAM_NAMES",
@@ -222,51 +223,6 @@ class HeadGradients:
 # ----------------------------------------------------------------------------------------------
 # validation and conversion
 # ----------------------------------------------------------------------------------------------
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_matrix(W: Any, name: str, rows: int | None, cols: int, rows_name: str, cols_desc: str) -> ArrayLike:
-    W = as_float_array(W, name, ndim=2, allow_sequence=False)
-    if W.shape[1] != cols:
-        raise ValueError(
-            f"{name} must have shape ({rows_name}, {cols_desc}) with {cols_desc} = {cols}, got {tuple(W.shape)}"
-        )
-    if rows is not None and W.shape[0] != rows:
-        raise ValueError(f"{name} must have shape ({rows}, {cols}) ({rows_name} = {rows}), got {tuple(W.shape)}")
-    return W
-
-
-def _validate_forward(x: Any, W_Q: Any, W_K: Any, W_V: Any, causal: Any) -> tuple[ArrayLike, ...]:
-    x = as_float_array(x, "x", min_ndim=2, allow_sequence=False)
-    d_x = x.shape[-1]
-    if x.shape[-2] == 0 or d_x == 0:
-        raise ValueError(f"x must have shape (..., T, d_x) with T >= 1 and d_x >= 1, got {tuple(x.shape)}")
-    W_Q = _check_matrix(W_Q, "W_Q", None, d_x, "d_k", "d_x")
-    W_K = _check_matrix(W_K, "W_K", W_Q.shape[0], d_x, "d_k", "d_x")
-    W_V = _check_matrix(W_V, "W_V", None, d_x, "d_v", "d_x")
-    _check_bool(causal, "causal")
-    return x, W_Q, W_K, W_V
-
-
-def _validate_full(
-    x: Any, y: Any, W_Q: Any, W_K: Any, W_V: Any, W_O: Any, b: Any, causal: Any
-) -> tuple[Any, ...]:
-    x, W_Q, W_K, W_V = _validate_forward(x, W_Q, W_K, W_V, causal)
-    d_v = W_V.shape[0]
-    W_O = as_float_array(W_O, "W_O", ndim=2, allow_sequence=False)
-    if W_O.shape[1] != d_v:
-        raise ValueError(
-            f"W_O must have shape (C, d_v) with d_v = W_V.shape[0] = {d_v}, got {tuple(W_O.shape)}"
-        )
-    C = W_O.shape[0]
-    b = as_float_array(b, "b", ndim=1, allow_sequence=False)
-    if b.shape[0] != C:
-        raise ValueError(f"b must have shape (C,) with C = W_O.shape[0] = {C}, got {tuple(b.shape)}")
-    y = check_labels(y, "y", C, shape=tuple(x.shape[:-1]))
-    return x, y, W_Q, W_K, W_V, W_O, b
 
 
 def _promote(arrays: tuple[Any, ...], detach: bool) -> tuple[list[torch.Tensor], bool]:
@@ -287,7 +243,7 @@ def _promote(arrays: tuple[Any, ...], detach: bool) -> tuple[list[torch.Tensor],
 def _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal) -> tuple[list[torch.Tensor], torch.Tensor, bool]:
     """Validated, detached tensors ``x, W_Q, W_K, W_V, W_O, b`` of one dtype and device, the labels
     as int64 on that device, and whether any input was a tensor."""
-    x, y, W_Q, W_K, W_V, W_O, b = _validate_full(x, y, W_Q, W_K, W_V, W_O, b, causal)
+    x, y, W_Q, W_K, W_V, W_O, b = validate_full(x, y, W_Q, W_K, W_V, W_O, b, causal)
     ts, as_torch = _promote((x, W_Q, W_K, W_V, W_O, b), detach=True)
     return ts, _labels(y, ts[0].device), as_torch
 
@@ -303,29 +259,6 @@ def _labels(y: Any, device: torch.device) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # forward pass and loss
 # ----------------------------------------------------------------------------------------------
-def _softmax_scores(s: torch.Tensor, causal: bool) -> torch.Tensor:
-    """``alpha = softmax(s)`` over the last axis, over ``j <= i`` only when ``causal``."""
-    if causal:
-        allowed = torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).tril()
-        return torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1)
-    return torch.softmax(s, dim=-1)
-
-
-def _forward_torch(x, W_Q, W_K, W_V, causal):
-    d_k = W_Q.shape[0]
-    q = x @ W_Q.T
-    k = x @ W_K.T
-    v = x @ W_V.T
-    s = q @ k.transpose(-1, -2) / math.sqrt(d_k)
-    alpha = _softmax_scores(s, causal)
-    g = alpha @ v
-    return q, k, v, s, alpha, g
-
-
-def _summed_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``-sum log softmax(logits)[y]`` over every position (batch axes flattened)."""
-    C = logits.shape[-1]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, C), y.reshape(-1), reduction="sum")
 
 
 def attention_forward(
@@ -348,9 +281,9 @@ def attention_forward(
         ``(alpha, v, g, s)``, a named tuple. Torch inputs keep their autograd graph (and device);
         numpy inputs give numpy outputs.
     """
-    x, W_Q, W_K, W_V = _validate_forward(x, W_Q, W_K, W_V, causal)
+    x, W_Q, W_K, W_V = validate_forward(x, W_Q, W_K, W_V, causal)
     (x_, Wq, Wk, Wv), as_torch = _promote((x, W_Q, W_K, W_V), detach=False)
-    _, _, v, s, alpha, g = _forward_torch(x_, Wq, Wk, Wv, bool(causal))
+    _, _, v, s, alpha, g = forward_torch(x_, Wq, Wk, Wv, bool(causal))
     return Forward(_out(alpha, as_torch), _out(v, as_torch), _out(g, as_torch), _out(s, as_torch))
 
 
@@ -367,7 +300,7 @@ def _score_inputs(s: Any, v: Any, W_O: Any, b: Any, y: Any, causal: Any) -> tupl
     if b.shape[0] != W_O.shape[0]:
         raise ValueError(f"b must have {W_O.shape[0]} entries (one per class), got shape {tuple(b.shape)}")
     y = check_labels(y, "y", W_O.shape[0], shape=(T,))
-    _check_bool(causal, "causal")
+    check_bool(causal, "causal")
     arrs = [torch.as_tensor(a) if not is_torch(a) else a for a in (s, v, W_O, b)]
     dt = arrs[0].dtype
     for a in arrs[1:]:
@@ -396,13 +329,13 @@ def attention_loss(s: ArrayLike, v: ArrayLike, W_O: ArrayLike, b: ArrayLike, y: 
         A 0-d tensor, differentiable in ``s``, ``v``, ``W_O`` and ``b`` (numpy inputs too).
     """
     s, v, W_O, b, y = _score_inputs(s, v, W_O, b, y, causal)
-    alpha = _softmax_scores(s, bool(causal))
+    alpha = softmax_scores(s, bool(causal))
     logits = alpha @ v @ W_O.T + b
-    return _summed_cross_entropy(logits, y)
+    return summed_cross_entropy(logits, y)
 
 
 def _upstream(s, v, W_O, b, y, causal):
-    alpha = _softmax_scores(s, causal)
+    alpha = softmax_scores(s, causal)
     p = torch.softmax(alpha @ v @ W_O.T + b, dim=-1)
     onehot = torch.nn.functional.one_hot(y, W_O.shape[0]).to(s.dtype)
     u = (p - onehot) @ W_O  # u_i = W_O^T (p_i - e_{y_i}), shape (T, d_v)
@@ -439,52 +372,6 @@ def attention_score_gradient(s: ArrayLike, v: ArrayLike, W_O: ArrayLike, b: Arra
 # ----------------------------------------------------------------------------------------------
 # closed forms
 # ----------------------------------------------------------------------------------------------
-def _sum_batch(t: torch.Tensor, keep: int) -> torch.Tensor:
-    """Sum over all leading axes so that ``keep`` trailing axes remain."""
-    if t.ndim > keep:
-        return t.sum(dim=tuple(range(t.ndim - keep)))
-    return t
-
-
-def _closed_form_torch(x, y_t, Wq, Wk, Wv, Wo, b_, causal: bool, keep_all: bool) -> dict[str, torch.Tensor]:
-    """The closed forms on validated tensors (private; a name -> tensor table for :class:`Backward`)."""
-    d_k = Wq.shape[0]
-    C = Wo.shape[0]
-    q, k, v, s, alpha, g = _forward_torch(x, Wq, Wk, Wv, causal)
-    logits = g @ Wo.T + b_
-    logp = torch.log_softmax(logits, dim=-1)
-    loss = -logp.gather(-1, y_t.unsqueeze(-1)).sum()
-    p = logp.exp()
-    delta = p - torch.nn.functional.one_hot(y_t, C).to(p.dtype)  # dL/dl_i = p_i - e_{y_i}
-    u = delta @ Wo  # rows u_i = W_O^T (p_i - e_{y_i})           (eq. 10)
-    B = u @ v.transpose(-1, -2)  # b_ij = u_i^T v_j                   (eq. 11)
-    EB = (alpha * B).sum(-1, keepdim=True)  # E_{alpha_i}[b]          (eq. 12)
-    B_centered = B - EB
-    dL_ds = alpha * B_centered  # the advantage law                    (eq. 23)
-    dL_dv = alpha.transpose(-1, -2) @ u  # sum_i alpha_ij u_i          (eq. 16)
-    dL_dq = dL_ds @ k / math.sqrt(d_k)  # eq. 25
-    dL_dk = dL_ds.transpose(-1, -2) @ q / math.sqrt(d_k)  # eq. 27
-    # parameter gradients, summed over positions and batch axes
-    out = {
-        "W_Q": _sum_batch(dL_dq.transpose(-1, -2) @ x, 2),  # sum_i dL/dq_i x_i^T (eq. 29)
-        "W_K": _sum_batch(dL_dk.transpose(-1, -2) @ x, 2),  # sum_j dL/dk_j x_j^T (eq. 30)
-        "W_V": _sum_batch(u.transpose(-1, -2) @ alpha @ x, 2),  # U A X^T        (eq. 32)
-        "W_O": _sum_batch(delta.transpose(-1, -2) @ g, 2),  # sum_i (p_i - e_yi) g_i^T
-        "b": _sum_batch(delta, 1),  # sum_i (p_i - e_yi)
-    }
-    if keep_all:
-        mask = torch.ones_like(alpha, dtype=torch.bool)
-        if causal:
-            mask = mask & torch.ones(alpha.shape[-2:], dtype=torch.bool, device=alpha.device).tril()
-        out.update(
-            q=q, k=k, v=v, s=s, alpha=alpha, g=g, logits=logits, p=p, loss=loss,
-            delta=delta, u=u, B=B, E_B=EB.squeeze(-1),
-            B_centered=B_centered.masked_fill(~mask, 0.0),
-            advantage=(-B_centered).masked_fill(~mask, 0.0),
-            mask=mask,
-            dL_dalpha=B, dL_ds=dL_ds, dL_dv=dL_dv, dL_dq=dL_dq, dL_dk=dL_dk,
-        )
-    return out
 
 
 def closed_form_backward(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, W_V: ArrayLike, W_O: ArrayLike,
@@ -504,7 +391,7 @@ def closed_form_backward(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, W
     """
     ts, y_t, as_torch = _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal)
     with torch.no_grad():
-        out = _closed_form_torch(ts[0], y_t, *ts[1:], bool(causal), True)
+        out = closed_form_torch(ts[0], y_t, *ts[1:], bool(causal), True)
     res = {k: _out(t, as_torch) for k, t in out.items()}
     if not as_torch:
         res["loss"] = float(res["loss"])
@@ -531,7 +418,7 @@ def closed_form_gradients(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, 
     """
     ts, y_t, as_torch = _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal)
     with torch.no_grad():
-        out = _closed_form_torch(ts[0], y_t, *ts[1:], bool(causal), False)
+        out = closed_form_torch(ts[0], y_t, *ts[1:], bool(causal), False)
     return {k: _out(out[k], as_torch) for k in PARAM_NAMES}
 
 
@@ -554,8 +441,8 @@ def autograd_gradients(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, W_V
     params = [t.clone().requires_grad_(True) for t in ws]
     Wq, Wk, Wv, Wo, b_ = params
     with torch.enable_grad():
-        q, k, v, s, alpha, g = _forward_torch(x_, Wq, Wk, Wv, bool(causal))
-        loss = _summed_cross_entropy(g @ Wo.T + b_, y_t)
+        q, k, v, s, alpha, g = forward_torch(x_, Wq, Wk, Wv, bool(causal))
+        loss = summed_cross_entropy(g @ Wo.T + b_, y_t)
         grads = torch.autograd.grad(loss, params + [g, alpha, s, v, q, k])
     return HeadGradients(*(_out(t.detach(), as_torch) for t in grads))
 

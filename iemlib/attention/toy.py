@@ -12,7 +12,9 @@ import torch
 from .._validation import check_int, check_positive
 from ..metrics import pearson
 from .diagnostics import displacement_step, pca
-from .head import PARAM_NAMES, HeadParams, _check_bool, _closed_form_torch, _validate_full, init_params
+from ._checks import check_bool, validate_full
+from ._kernels import closed_form_torch
+from .head import PARAM_NAMES, HeadParams, init_params
 
 __all__ = ["ToyRun", "simulate_toy", "ToySummary", "toy_summary"]
 
@@ -112,7 +114,7 @@ def simulate_toy(
     n_steps = check_int(n_steps, "n_steps", minimum=0)
     lr = check_positive(lr, "lr")
     init_scale = check_positive(init_scale, "init_scale")
-    causal = _check_bool(causal, "causal")
+    causal = check_bool(causal, "causal")
     rng = np.random.default_rng(random_state)
     x = rng.standard_normal((T, d_x))
     y = rng.integers(0, C, size=T)
@@ -122,13 +124,13 @@ def simulate_toy(
     phist: dict[str, list] = {k: [] for k in PARAM_NAMES}
     ghist: dict[str, list] = {k: [] for k in PARAM_NAMES}
     # validated once here; the loop calls the closed forms directly on float64 tensors
-    _validate_full(x, y, *params, causal)
+    validate_full(x, y, *params, causal)
     x_t = torch.from_numpy(x)
     y_t = torch.from_numpy(y).long()
     p_t = dict(zip(PARAM_NAMES, (torch.from_numpy(p) for p in params)))
     with torch.no_grad():
         for step in range(n_steps + 1):
-            state = _closed_form_torch(x_t, y_t, *(p_t[k] for k in PARAM_NAMES), causal, True)
+            state = closed_form_torch(x_t, y_t, *(p_t[k] for k in PARAM_NAMES), causal, True)
             for k in _RECORDED:
                 hist[k].append(state[k])
             for k in PARAM_NAMES:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
+
+from ..._validation import to_numpy
 
 __all__ = [
     "Feedback",
@@ -100,12 +101,6 @@ class Feedback:
         return f"{self._verdict(True)} {self.message}"
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def no_answer(answer: Any) -> bool:
     """True when the reader has not answered yet (``None`` or the placeholder ``...``)."""
     return answer is None or answer is Ellipsis
@@ -120,8 +115,8 @@ def matches(answer: Any, target: Any, *, rtol: float = 1e-6, atol: float = 1e-9)
     if no_answer(answer):
         return False
     try:
-        a = _to_numpy(answer).astype(np.float64)
-        t = _to_numpy(target).astype(np.float64)
+        a = to_numpy(answer).astype(np.float64)
+        t = to_numpy(target).astype(np.float64)
     except (TypeError, ValueError):
         return False
     return a.shape == t.shape and bool(np.allclose(a, t, rtol=rtol, atol=atol))
@@ -267,9 +262,9 @@ class Exercise(_Checker):
     call: str = ""  # how the reader asks for a hint, when the checker takes data: "check_x(answer, z, hint=1)"
 
     def solutions(self) -> list[np.ndarray]:
-        out = [_to_numpy(self.expected()).astype(np.float64)]
+        out = [to_numpy(self.expected()).astype(np.float64)]
         if self.equivalent is not None:
-            out += [_to_numpy(v).astype(np.float64) for v in self.equivalent()]
+            out += [to_numpy(v).astype(np.float64) for v in self.equivalent()]
         return out
 
     def wrong_examples(self) -> list[tuple[Any, str]]:
@@ -288,7 +283,7 @@ class Exercise(_Checker):
         sols = self.solutions()
         e = sols[0]
         try:
-            a = _to_numpy(answer).astype(np.float64)
+            a = to_numpy(answer).astype(np.float64)
         except (TypeError, ValueError):
             return Feedback(False, f"{what}: expected a number or an array, got {type(answer).__name__}.", WRONG_TYPE)
         if a.shape != e.shape:
@@ -449,10 +444,10 @@ def check_close(
     if no_answer(answer):
         return Feedback(False, f"{what}: no answer yet. Replace the `...` with your code. {hint}", NO_ANSWER)
     try:
-        a = _to_numpy(answer).astype(np.float64)
+        a = to_numpy(answer).astype(np.float64)
     except (TypeError, ValueError):
         return Feedback(False, f"{what}: expected a number or an array, got {type(answer).__name__}. {hint}", WRONG_TYPE)
-    e = _to_numpy(expected).astype(np.float64)
+    e = to_numpy(expected).astype(np.float64)
     if a.shape != e.shape:
         return Feedback(False, f"{what}: expected shape {e.shape}, got {a.shape}. {hint}", WRONG_SHAPE)
     if not np.all(np.isfinite(a)):

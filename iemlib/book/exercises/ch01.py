@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from . import exercise_text, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_UNITS, FLIPPED_SIGN
-from . import NOT_CLOSE, Custom, Exercise, Feedback, Mistake, _to_numpy
+from ..._validation import to_numpy
+from . import exercise_text, MISSING_FACTOR, WRONG_QUANTITY, WRONG_UNITS, FLIPPED_SIGN
+from . import NOT_CLOSE, Custom, Exercise, Feedback, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch01.toml.
 TEXT = exercise_text("ch01")
@@ -76,7 +77,7 @@ def _loss_grad_of(d: np.ndarray) -> np.ndarray:
 
 def _grade_designed(answer: Any) -> Feedback:
     what = "Your distances"
-    d = _to_numpy(answer).astype(np.float64).reshape(-1)
+    d = to_numpy(answer).astype(np.float64).reshape(-1)
     if d.shape != (3,):
         return Feedback(False, f"{what}: give three distances, one per prototype (got {d.size} numbers).", "wrong shape")
     if not np.all(np.isfinite(d)):

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, TRANSPOSED, WRONG_QUANTITY
-from . import WRONG_SHAPE, WRONG_TYPE, Custom, Exercise, Feedback, Mistake, _to_numpy
+from ..._validation import to_numpy
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_CLOSE, WRONG_QUANTITY
+from . import WRONG_SHAPE, WRONG_TYPE, Custom, Exercise, Feedback, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch02.toml.
 TEXT = exercise_text("ch02")
@@ -46,8 +47,8 @@ def _grade_unit(answer: Any) -> Feedback:
     what = "Your unit (W, b)"
     try:
         W, b = answer
-        W = _to_numpy(W).astype(np.float64).reshape(-1)
-        b = float(np.asarray(_to_numpy(b), dtype=np.float64).reshape(-1)[0])
+        W = to_numpy(W).astype(np.float64).reshape(-1)
+        b = float(np.asarray(to_numpy(b), dtype=np.float64).reshape(-1)[0])
     except Exception:  # the reader's answer may be anything
         return Feedback(False, f"{what}: expected a pair (W, b) with W of shape (2,) and a number b.", WRONG_TYPE)
     if W.shape != (2,):

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch03.toml.
 TEXT = exercise_text("ch03")

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_FINITE, WRONG_QUANTITY
-from . import WRONG_SHAPE, Custom, Exercise, Feedback, Mistake, _to_numpy
+from ..._validation import to_numpy
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_FINITE
+from . import WRONG_SHAPE, Custom, Exercise, Feedback, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch04.toml.
 TEXT = exercise_text("ch04")
@@ -140,7 +141,7 @@ def run_em_and_gd(starts: Any) -> dict[str, np.ndarray]:
 
 def _grade_optima(answer: Any) -> Feedback:
     what = "Your start"
-    a = _to_numpy(answer).astype(np.float64).reshape(-1)
+    a = to_numpy(answer).astype(np.float64).reshape(-1)
     if a.shape != (2,):
         return Feedback(False, f"{what}: give the two starting means, shape (2,), got {a.size} numbers.", WRONG_SHAPE)
     if not np.all(np.isfinite(a)):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from iemlib.attention import closed_form_backward, init_params
-from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED, WRONG_QUANTITY, Choice, Exercise, Feedback, Mistake
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED, WRONG_QUANTITY, Choice, Exercise, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch05.toml.
 TEXT = exercise_text("ch05")

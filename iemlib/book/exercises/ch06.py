@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from iemlib.objectives import responsibilities
+from ..._validation import to_numpy
 from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, WRONG_TYPE
-from . import Custom, Exercise, Feedback, Mistake, _to_numpy
+from . import Custom, Exercise, Feedback, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch06.toml.
 TEXT = exercise_text("ch06")
@@ -40,8 +41,8 @@ _GRAD_HINTS = (
 
 
 def _distance_exercise(z: Any, y: Any) -> Exercise:
-    z_ = _to_numpy(z).astype(np.float64)
-    y_ = np.asarray(_to_numpy(y)).astype(np.int64)
+    z_ = to_numpy(z).astype(np.float64)
+    y_ = np.asarray(to_numpy(y)).astype(np.int64)
     K = z_.shape[-1]
     expected = np.eye(K)[y_] - _softmax(z_)
     return Exercise(
@@ -80,8 +81,8 @@ _EX2 = _push_exercise(0.7)
 
 
 def _step_exercise(x: Any, z: Any, y: int, lr: float) -> Exercise:
-    x_ = _to_numpy(x).astype(np.float64).reshape(-1)
-    z_ = _to_numpy(z).astype(np.float64)
+    x_ = to_numpy(x).astype(np.float64).reshape(-1)
+    z_ = to_numpy(z).astype(np.float64)
     K = z_.shape[-1]
     g = np.eye(K)[int(y)] - _softmax(z_)  # gradient of the loss with respect to d
     expected = -float(lr) * (x_ @ x_ + 1.0) * g
@@ -105,7 +106,7 @@ _EX3 = _step_exercise(EX3_X, EX3_Z, EX3_Y, EX3_LR)
 
 
 def _largest_push_custom(z: Any, y: int) -> Custom:
-    z_ = _to_numpy(z).astype(np.float64).reshape(-1)
+    z_ = to_numpy(z).astype(np.float64).reshape(-1)
     r = _softmax(z_)
     wrong_r = np.where(np.arange(len(r)) == int(y), -np.inf, r)
     best = int(np.argmax(wrong_r))

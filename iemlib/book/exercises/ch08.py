@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from iemlib.markov import entropy_rate, sticky_transition_matrix
 from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, TRANSPOSED
-from . import WRONG_QUANTITY, Choice, Exercise, Feedback, Mistake
+from . import WRONG_QUANTITY, Choice, Exercise, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch08.toml.
 TEXT = exercise_text("ch08")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, Exercise, Feedback, Mistake
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, WRONG_QUANTITY, Exercise, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch09.toml.
 TEXT = exercise_text("ch09")

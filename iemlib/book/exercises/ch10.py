@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from iemlib.objectives import responsibilities
-from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake, _to_numpy
+from ..._validation import to_numpy
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, WRONG_QUANTITY, Exercise, Feedback, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch10.toml.
 TEXT = exercise_text("ch10")
@@ -37,8 +38,8 @@ def _softmax_neg(d: np.ndarray) -> np.ndarray:
 
 
 def _soft_exercise(d: Any, q: Any) -> Exercise:
-    d_ = _to_numpy(d).astype(np.float64)
-    q_ = _to_numpy(q).astype(np.float64)
+    d_ = to_numpy(d).astype(np.float64)
+    q_ = to_numpy(q).astype(np.float64)
     expected = q_ - _softmax_neg(d_)
     return Exercise(
         **TEXT["ex-ch10-soft"],
@@ -79,7 +80,7 @@ def _reject_expected(d: np.ndarray, t: float) -> np.ndarray:
 
 
 def _reject_exercise(d_known: Any, tau: float) -> Exercise:
-    d = _to_numpy(d_known).astype(np.float64)
+    d = to_numpy(d_known).astype(np.float64)
     t = float(tau)
     expected = _reject_expected(d, t)
     return Exercise(
@@ -104,7 +105,7 @@ def _entropy_rows(rr: np.ndarray) -> np.ndarray:
 
 
 def _effective_exercise(r: Any) -> Exercise:
-    rr = _to_numpy(r).astype(np.float64)
+    rr = to_numpy(r).astype(np.float64)
     H = _entropy_rows(rr)
     return Exercise(
         **TEXT["ex-ch10-effective"],
