@@ -32,7 +32,6 @@ functions compute in torch and return tensors); torch inputs keep their autograd
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np

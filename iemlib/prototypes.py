@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ._validation import as_float_array, as_numpy, as_tensor, check_int, check_positive, to_numpy
+from ._validation import as_numpy, as_tensor, check_int, check_positive, to_numpy
 from ._kernels import check_objective, check_points_means, objective_distance, point_loss, scaled_distances, squared_distances
 from .distances import prototype_distances
 from .metrics import responsibility_entropy

@@ -73,7 +73,7 @@ def test_a_release_sets_every_version_string_commits_and_tags(clone):
     head_before = git(clone, "rev-parse", "HEAD")
     r = make_release(clone, version)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"git push origin" in r.stdout and tag in r.stdout
+    assert "git push origin" in r.stdout and tag in r.stdout
     # Two commits: the tagged release, then back to development.
     commits = git(clone, "log", "--format=%s", f"{head_before}..HEAD").splitlines()
     assert commits == [f"Back to development after {tag}: repository.branch is main again", f"Release {tag}"]
