@@ -73,7 +73,7 @@ def prototype_distances(x: Any, means: Any, sigma: float = 1.0) -> torch.Tensor:
 
 
 def objective_distances(objective: str, x: Any, means: Any, sigma: float = 1.0) -> torch.Tensor:
-    """The distance each objective of :data:`iemlib.objectives.LOSSES` takes as its argument.
+    """The distance each objective of ``iemlib.objectives.LOSSES`` takes as its argument.
 
     The prototype distance ``e = prototype_distances(x, means, sigma)`` for ``"lse"``,
     ``"sigmoid"``, ``"sqrt"`` and ``"partition"``; the Euclidean distance in units of ``sigma``,

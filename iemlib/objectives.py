@@ -15,7 +15,7 @@ Sections:
   :data:`KERNELS` (:func:`kernel_objective`, :func:`kernel_posterior`, :func:`kernel_score`,
   :func:`kernel_gradient`) and the partition function ``Z`` itself or any ``g(Z)``
   (:func:`partition_objective`).
-* **The taxonomy** (chapter 7): the losses of :data:`LOSSES` from their own distances
+* **The taxonomy** (chapter 7): the losses of ``LOSSES`` from their own distances
   (:func:`loss_from_distances`), their gradients and gradient Jacobians by autograd and in closed
   form, and the power family ``(Z^alpha - 1) / alpha`` (:func:`power_objective`,
   :func:`power_weights`, :func:`power_hessian`).
@@ -491,7 +491,7 @@ def distance_gradient(objective: str, d: Any) -> torch.Tensor:
 
     Parameters
     ----------
-    objective : one of :data:`LOSSES` or ``"partition"``; d : (N, K) the objective's own distances
+    objective : one of ``LOSSES`` or ``"partition"``; d : (N, K) the objective's own distances
 
     Returns
     -------
@@ -536,7 +536,7 @@ def gradient_jacobian_closed_form(objective: str, d: Any) -> torch.Tensor:
 
     Parameters
     ----------
-    objective : one of :data:`LOSSES` or ``"partition"``; d : (N, K) the objective's own distances
+    objective : one of ``LOSSES`` or ``"partition"``; d : (N, K) the objective's own distances
 
     Returns
     -------

@@ -969,7 +969,7 @@ def trajectory_coupling(objective: str, x: Any, means_path: Any, sigma: float = 
 
     Parameters
     ----------
-    objective : one of :data:`iemlib.objectives.LOSSES`
+    objective : one of ``iemlib.objectives.LOSSES``
     x : (N, D)
     means_path : (T, K, D), or (T, S, K, D) for S runs (e.g. ``PrototypeFit.means``)
     sigma : float > 0
