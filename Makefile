@@ -1,10 +1,12 @@
 # Implicit EM, executable: two commands.
-#   make book  -> set up .venv, execute every notebook once, build _build/html
+#   make book  -> set up .venv, execute every notebook once, build _build/html, and write the notebooks
+#                 for Jupyter and Colab (MyST converted) to _build/notebooks
 #   make test  -> the same set-up, unit + property tests, every notebook executed once
 #                 (pytest --nbmake), and the book built from those executed notebooks
 #                 with warnings as errors.
 #   make student -> the student edition: _build/student/html (solutions hidden), _build/student/book.pdf
-#                 and _build/student/notebooks (solutions removed, ready to hand out or open on Colab).
+#                 and _build/student/notebooks (solutions removed, MyST converted for Jupyter and Colab,
+#                 quick-check answers folded: ready to hand out).
 #   make pdf   -> the book as one PDF, _build/pdf/book.pdf, from the notebooks `make book` executed.
 #   make release VERSION=x.y.z -> set the version everywhere, commit and tag vx.y.z (RELEASING.md).
 SHELL := /bin/bash
@@ -21,7 +23,7 @@ NB_WORKERS ?= 2
 NB_TIMEOUT ?= 600
 
 .PHONY: setup book test unit notebooks html stage bench strip sync clean student colab-check browser-test mathjax linkcheck \
-        tex pdf stage-sources release
+        tex pdf stage-sources release notebooks-for-colab
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,10 +66,23 @@ mathjax:
 # No printed line wider than the page (code lines: tests/test_book.py).
 html: setup mathjax
 	$(PY) tools/nbtools.py widths $(STAGE)/chapters
+	$(PY) tools/reading_time.py --check chapters/instructors.md $(STAGE)/chapters
 	$(VENV)/bin/jupyter-book build $(STAGE) --path-output . -W -n --keep-going
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
-book: notebooks html
+book: notebooks html notebooks-for-colab
+
+# The notebooks a reader runs in Jupyter or Colab (tools/colab_notebooks.py): MyST converted to
+# CommonMark + HTML (admonitions as blockquotes, answers and solutions in <details>, citations as
+# author-year text with the chapter's references, cross-references as links to the published pages,
+# numbered as the HTML build numbered them), written to $(COLAB_NB)/chapters (the reader's) and
+# $(COLAB_NB)/student (solutions removed), then rendered with plain CommonMark and checked for MyST
+# left over. The Pages workflow publishes $(COLAB_NB) on the `notebooks` branch, which the launch
+# buttons open (tools/sphinx/reading.py).
+COLAB_NB := _build/notebooks
+notebooks-for-colab: setup
+	@test -f _build/.doctrees/environment.pickle || { echo "notebooks-for-colab: no HTML build; run make book"; exit 1; }
+	$(PY) tools/colab_notebooks.py build chapters $(COLAB_NB)
 
 test: unit book
 
@@ -123,7 +138,8 @@ student: setup tex
 	$(VENV)/bin/jupyter-book build $(STUDENT)/src --path-output $(STUDENT) --builder pdflatex -W -n --keep-going
 	@mv $(STUDENT)/_build/latex $(STUDENT)/latex && rm -rf $(STUDENT)/_build
 	@cp $(STUDENT)/latex/book.pdf $(STUDENT)/book.pdf && cp $(STUDENT)/book.pdf $(STUDENT)/html/book.pdf
-	$(PY) tools/student.py notebooks chapters $(STUDENT)/notebooks
+	$(PY) tools/colab_notebooks.py build chapters $(COLAB_NB)
+	@rm -rf $(STUDENT)/notebooks && cp -r $(COLAB_NB)/student $(STUDENT)/notebooks
 	$(PY) tools/student.py check-html $(STUDENT)/html chapters
 	$(PY) tools/student.py check-pdf $(STUDENT)/book.pdf chapters
 	$(PY) tools/pdf_check.py $(STUDENT)/book.pdf --src $(STUDENT)/src --html $(STUDENT)/html --latex $(STUDENT)/latex \

@@ -274,6 +274,102 @@ def test_the_page_checks_bite(server, browser_context):
     assert len(o) == 1 and o[0]["transparentShare"] > 0.5 and o[0]["background"] < 1
 
 
+NOTEBOOKS = Path(os.environ.get("BOOK_NOTEBOOKS", ROOT / "_build" / "notebooks"))
+
+
+def _quick_check_cell(nb_path: Path) -> str:
+    nb = json.loads(nb_path.read_text())
+    for c in nb["cells"]:
+        src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        if c["cell_type"] == "markdown" and "**Quick check**" in src:
+            return src
+    raise AssertionError(f"{nb_path}: no quick check")
+
+
+@pytest.mark.parametrize("edition", ["chapters", "student"])
+def test_a_converted_quick_check_renders_folded(server, browser_context, edition):
+    """A quick check of a notebook converted for Colab (tools/colab_notebooks.py), rendered as plain
+    CommonMark with HTML (what Jupyter and Colab render, no MyST) and typeset with the book's MathJax:
+    no MyST markup shows, the answer is hidden until its summary is clicked. Screenshots before and
+    after the click: _build/screenshots/colab/."""
+    from markdown_it import MarkdownIt
+
+    nb_path = NOTEBOOKS / edition / "04_unsupervised.ipynb"
+    if not nb_path.exists():
+        pytest.fail(f"no {nb_path}: run `make book` (it writes the notebooks for Colab)")
+    md = _quick_check_cell(nb_path)
+    body = MarkdownIt("commonmark").render(md)
+    mathjax = "_static/mathjax/tex-mml-chtml.js" if (HTML / "_static/mathjax/tex-mml-chtml.js").exists() else ""
+    page = browser_context.new_page()
+    page.goto(f"{server}/genindex.html", wait_until="load")  # same origin: the book's MathJax loads
+    page.evaluate(
+        """([body, mathjax]) => new Promise(done => {
+            document.head.innerHTML = '<style>body{font:15px/1.5 sans-serif;max-width:760px;margin:24px}'
+              + 'blockquote{border-left:4px solid #ccc;margin:0;padding:4px 14px;color:#333}</style>';
+            document.body.innerHTML = '<div id="cell">' + body + '</div>';
+            if (!mathjax) return done();
+            window.MathJax = {tex: {inlineMath: [['$', '$']]}, startup: {pageReady: () =>
+              MathJax.startup.defaultPageReady().then(done)}};
+            const s = document.createElement('script'); s.src = mathjax; document.head.appendChild(s);
+        })""",
+        [body, mathjax],
+    )
+    text = page.inner_text("#cell")
+    answer = page.locator("#cell details > :not(summary)").first
+    closed_visible = answer.is_visible()
+    out = SHOTS / "colab"
+    out.mkdir(parents=True, exist_ok=True)
+    page.locator("#cell").screenshot(path=str(out / f"quick-check-{edition}-folded.png"))
+    page.click("#cell details > summary")
+    open_visible = answer.is_visible()
+    page.locator("#cell").screenshot(path=str(out / f"quick-check-{edition}-open.png"))
+    page.close()
+    for markup in ("{admonition}", "{dropdown}", ":class:", ":::", "{cite"):
+        assert markup not in text, (markup, text)
+    assert "Quick check" in text
+    assert not closed_visible, "the answer shows before it is unfolded"
+    assert open_visible, "the answer does not show after a click on its summary"
+
+
+def test_skeptic_sections_are_folded_on_the_site(server, browser_context):
+    """Every "For the skeptic" section's body is folded under its visible title; a link to an
+    anchor inside one opens it (tools/sphinx/reading.py)."""
+    folded = {}
+    for name in PAGES:
+        if not name.startswith("chapters/"):
+            continue
+        page = browser_context.new_page()
+        page.goto(f"{server}/{name}", wait_until="load")
+        r = page.evaluate(
+            """() => [...document.querySelectorAll('section')].filter(s => {
+                   const h = s.querySelector(':scope > h2, :scope > h3');
+                   return h && h.textContent.trim().startsWith('For the skeptic'); })
+               .map(s => { const d = s.querySelector(':scope > details.skeptic');
+                           const inner = d && d.querySelector(':scope > :not(summary)');
+                           const target = d && d.querySelector('[id]');
+                           return {id: s.id, folded: !!d && !d.open,
+                                   hidden: !!inner && inner.getBoundingClientRect().height === 0,
+                                   title: s.querySelector(':scope > h2, :scope > h3').getBoundingClientRect().height > 0,
+                                   target: target ? target.id : null}; })"""
+        )
+        if r:
+            folded[name] = r
+            with_target = [x for x in r if x["target"]]
+            if with_target:
+                page.goto(f"{server}/{name}#{with_target[0]['target']}", wait_until="load")
+                page.wait_for_timeout(100)
+                opened = page.evaluate(
+                    "(id) => { const e = document.getElementById(id); const d = e.closest('details.skeptic');"
+                    " return !!d && d.open; }", with_target[0]["target"])
+                assert opened, f"{name}#{with_target[0]['target']}: the link does not open its section"
+        page.close()
+    RESULTS["skeptic sections"] = {"hits": sum(len(v) for v in folded.values())}
+    assert folded, "no chapter has a 'For the skeptic' section"
+    for name, sections in folded.items():
+        for sec in sections:
+            assert sec["folded"] and sec["hidden"] and sec["title"], (name, sec)
+
+
 def test_write_report():
     """Runs last (file order): the per-page table, for the CI log and _build/screenshots/results.json."""
     SHOTS.mkdir(parents=True, exist_ok=True)

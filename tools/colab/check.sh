@@ -53,8 +53,9 @@ echo "   iemlib installed and checked after $SECONDS s"
 echo "== widget tests under ipywidgets $("$PY" -c 'import ipywidgets; print(ipywidgets.__version__)')"
 "$PY" -m pytest -q -p no:cacheprovider --noconftest -W ignore::DeprecationWarning tests/test_widgets.py
 
-echo "== every notebook executed in the Colab environment"
-rm -rf "$OUT/chapters" && cp -r chapters "$OUT/chapters"
+echo "== every notebook a Colab reader opens (converted from MyST by make book: _build/notebooks) executed"
+test -d _build/notebooks/chapters || { echo "colab-check: no _build/notebooks; run make book first"; exit 1; }
+rm -rf "$OUT/chapters" && mkdir -p "$OUT/chapters" && cp _build/notebooks/chapters/*.ipynb "$OUT/chapters/"
 # The longest notebook (chapter 8) first, so that the others share the second worker meanwhile.
 nbs=$(ls "$OUT"/chapters/08*.ipynb 2>/dev/null; ls "$OUT"/chapters/*.ipynb | grep -v '/08')
 # One BLAS thread per notebook: the workers already share the cores (as in `make notebooks`).
