@@ -88,7 +88,9 @@ def test_html_check_finds_a_leak(tmp_path):
 
 def test_make_student_builds_hidden_solutions_and_checks_html():
     mk = (ROOT / "Makefile").read_text()
-    assert "student:" in mk and "tools/student.py check-html" in mk and "tools/student.py notebooks" in mk
+    assert "student:" in mk and "tools/student.py check-html" in mk
+    # the student notebooks: solutions removed and MyST converted for Jupyter and Colab
+    assert "tools/colab_notebooks.py build chapters" in mk and "/student $(STUDENT)/notebooks" in mk
     src = (ROOT / "tools" / "student.py").read_text()
     assert '"hide_solutions"] = True' in src
 
