@@ -155,8 +155,15 @@ def check_guide(guide: Path, executed: Path, tolerance: float = 1.0) -> list[str
     text = guide.read_text()
     problems = []
     found = 0
-    for m in re.finditer(r"^\|[^|\n]*<(\w+)>`[^|\n]*\|\s*(\d+)\s*\|\s*(\d+)\s*\|", text, flags=re.M):
-        stem, core, optional = m.group(1), float(m.group(2)), float(m.group(3))
+    # A row names its chapter by file (``{doc}`... <04_unsupervised>` ``) or by label (``<ch-unsupervised>``).
+    stems = {}
+    for nb in executed.glob("*.ipynb"):
+        first = json.loads(nb.read_text())["cells"][0]
+        m = re.match(r"\(([\w-]+)\)=", _src(first))
+        if m:
+            stems[m.group(1)] = nb.stem
+    for m in re.finditer(r"^\|[^|\n]*<([\w-]+)>`[^|\n]*\|\s*(\d+)\s*\|\s*(\d+)\s*\|", text, flags=re.M):
+        stem, core, optional = stems.get(m.group(1), m.group(1)), float(m.group(2)), float(m.group(3))
         nb = executed / f"{stem}.ipynb"
         if not nb.exists():
             problems.append(f"{stem}: no executed notebook {nb}")

@@ -5,7 +5,8 @@
 #   2. iemlib installed the way every notebook's setup cell installs it (`pip install "iemlib @ ..."`,
 #      from this checkout instead of the repository URL), with no constraints;
 #   3. `pip freeze --all` before and after: every pinned package must be unchanged;
-#   4. the widget tests under Colab's ipywidgets 7.7.1; every notebook executed in that environment.
+#   4. the widget tests under Colab's ipywidgets 7.7.1; every notebook a Colab reader opens (the chapters converted
+#      from MyST by `make book`, _build/notebooks/chapters) executed in that environment.
 # Usage: tools/colab/check.sh PYTHON VENV TORCH_SPEC WORKERS CELL_TIMEOUT_SECONDS
 set -euo pipefail
 cd "$(dirname "$0")/../.."
