@@ -178,19 +178,82 @@ def test_make_test_executes_notebooks_once_and_builds_strictly():
     assert "make test" in (ROOT / ".ci/run").read_text()
 
 
+def _page_labels() -> dict[str, str]:
+    """label -> notebook stem, from the ``(ch-...)=`` / ``(app-...)=`` line in each notebook's first cell."""
+    labels = {}
+    for nb_path in NOTEBOOKS:
+        first = json.loads(nb_path.read_text())["cells"][0]
+        m = re.search(r"^\(((?:ch|app)-[\w-]+)\)=\s*$", _src(first), flags=re.M)
+        assert m, f"{nb_path.name}: no (ch-...)= label in the first cell"
+        assert m.group(1) not in labels, m.group(1)
+        labels[m.group(1)] = nb_path.stem
+    return labels
+
+
+# A chapter in a table: ``{numref}`%s. Title <ch-label>` `` (the build prints the number), or, for the unnumbered
+# companions and appendices, ``{doc}`Title <stem>` `` or ``{doc}`stem` `` (the build prints the title).
+_CHAPTER_CELL = re.compile(r"\{numref\}`%s\. (?P<ntitle>[^<`]*) <(?P<label>[\w-]+)>`"
+                           r"|\{doc\}`(?:(?P<dtitle>[^<`]*) <)?(?P<stem>\d\d[a-z]?_\w+|appendix_\w+)>?`")
+
+
+def _chapter_cells(text: str) -> list[tuple[str, str | None]]:
+    """(notebook stem, title written or None) of every chapter cell, in order of appearance."""
+    labels = _page_labels()
+    cells = []
+    for m in _CHAPTER_CELL.finditer(text):
+        if m.group("label"):
+            assert m.group("label") in labels, f"unknown label {m.group('label')}"
+            cells.append((labels[m.group("label")], m.group("ntitle")))
+        else:
+            cells.append((m.group("stem"), m.group("dtitle")))
+    return cells
+
+
+def _title(stem: str) -> str:
+    nb = json.loads((ROOT / "chapters" / f"{stem}.ipynb").read_text())
+    return re.search(r"^# (.+)$", _markdown(nb), flags=re.M).group(1)
+
+
+def test_every_chapter_has_a_page_label_in_its_first_cell():
+    labels = _page_labels()
+    assert sorted(labels.values()) == sorted(p.stem for p in NOTEBOOKS)
+
+
 def test_index_maps_every_chapter_in_toc_order():
-    """The front page's chapter map links every notebook, in the order of the navigation bar."""
+    """The front page's chapter map links every notebook, in the order of the navigation bar, numbered
+    chapters through their labels (the number comes from the build), the others by their file."""
     index = (ROOT / "chapters" / "index.md").read_text()
-    linked = re.findall(r"\{doc\}`[^`<]*<(\d\d[a-z]?_\w+|appendix_\w+)>`", index)
+    table = "\n".join(line for line in index.splitlines() if line.startswith("| {"))
+    cells = _chapter_cells(table)
     in_toc = [Path(f).name for f in _toc_files() if (ROOT / f).with_suffix(".ipynb").exists()]
-    assert linked == in_toc
+    assert [stem for stem, _ in cells] == in_toc
     # Each row's title is the notebook's own title, so the map cannot drift from the chapters.
-    for stem in in_toc:
-        nb = json.loads((ROOT / "chapters" / f"{stem}.ipynb").read_text())
-        title = re.search(r"^# (.+)$", _markdown(nb), flags=re.M).group(1)
-        row = re.search(r"\{doc\}`(?:\d+[a-z]?|[A-Z])\. ([^<]*) <" + stem + ">`", index)
-        assert row, stem
-        assert title.startswith(row.group(1).strip()), (stem, row.group(1), title)
+    for stem, written in cells:
+        if written is not None:
+            assert _title(stem).startswith(written.strip()), (stem, written, _title(stem))
+    # A numbered chapter's number is printed by the build, never typed; an unnumbered page is never numref'd.
+    numbered = {Path(c["file"]).name for part in TOC["parts"] if part.get("numbered") for c in part["chapters"]}
+    for m in _CHAPTER_CELL.finditer(table):
+        stem = _page_labels()[m.group("label")] if m.group("label") else m.group("stem")
+        assert bool(m.group("label")) == (stem in numbered), f"{stem}: numref exactly the numbered chapters"
+
+
+# Typed chapter, section and exercise numbers ("chapter 3", "chapters 1–3", "exercise 4.2", "ch. 9"); a number
+# that is another book's says so ("chapter 9 of that book").
+_TYPED_NUMBER = re.compile(r"\b(?:chapters?|exercises?|sections?|ch\.)[ -]\d+(?:\.\d+)?\b(?! of that book)", re.I)
+
+
+@pytest.mark.parametrize("page", ["index.md", "instructors.md", "notation.md"])
+def test_front_and_back_pages_type_no_chapter_numbers(page):
+    text = (ROOT / "chapters" / page).read_text()
+    prose = re.sub(r"\{(?:numref|ref|doc)\}`[^`]*`", "", text)
+    assert not _TYPED_NUMBER.findall(prose), _TYPED_NUMBER.findall(prose)
+    labels = set(_page_labels())
+    for label in re.findall(r"\{numref\}`[^`<]*<(ch-[\w-]+)>`", text):
+        assert label in labels - {"ch-m-step-readings"}, label  # numref to an unnumbered page fails the build
+    exercises = set(re.findall(r":label: (ex-[\w-]+)", "".join(p.read_text() for p in NOTEBOOKS)))
+    for label in re.findall(r"\{numref\}`[^`<]*<(ex-[\w-]+)>`", text):
+        assert label in exercises, label
 
 
 def test_notation_and_instructor_pages_are_in_the_book():
@@ -202,11 +265,12 @@ def test_notation_and_instructor_pages_are_in_the_book():
     assert "maximized" in notation and "minimizes" in notation
     guide = (ROOT / "chapters" / "instructors.md").read_text()
     for section in ("## Learning outcomes", "## Prerequisites", "## Time per chapter", "## Three 50-minute lecture plans",
-                    "## Assessments", "## Chapter 8 as a reproduction project", "## Misconceptions", "make student"):
+                    "## Assessments", "## The reproduction project", "## Misconceptions", "make student"):
         assert section in guide, section
-    # Every chapter appears in the guide's outcome and timing tables.
-    for nb in NOTEBOOKS:
-        assert f"<{nb.stem}>" in guide, nb.stem
+    # Every chapter appears in the guide's timing table (by its label, or by its file when unnumbered).
+    timing = guide.split("## Time per chapter", 1)[1].split("\n## ", 1)[0]
+    timed = [stem for stem, _ in _chapter_cells(timing)]
+    assert sorted(timed) == sorted(p.stem for p in NOTEBOOKS), timed
 
 
 def test_chapters_are_numbered_as_their_files():
