@@ -4,6 +4,7 @@
     python tools/reading_time.py EXECUTED.ipynb [...]          # a table, one row per notebook
     python tools/reading_time.py --json EXECUTED.ipynb [...]   # the same as JSON
     python tools/reading_time.py --check GUIDE.md EXECUTED_DIR # the guide's table agrees (exit 1 if not)
+    python tools/reading_time.py --update GUIDE.md EXECUTED_DIR  # rewrite the guide's table
 
 The rule (the instructors' guide states it):
 
@@ -83,6 +84,7 @@ def _words(text: str) -> int:
 def _prose_words(line: str) -> int:
     if _MARKUP.match(line):
         return 0
+    line = re.sub(r"^\s*#{1,6}\s+", "", line)  # a heading's words, not its hashes
     line = re.sub(r"\{[\w:-]+\}`([^`]*)`", lambda m: m.group(1).split("<")[0], line)  # roles: their text
     return _words(line.replace("|", " "))
 
@@ -146,6 +148,42 @@ def table(readings: list[Reading]) -> str:
     return "\n".join(rows)
 
 
+# A row of the guide's table: ``| {doc}`... <04_unsupervised>` | core | optional | exercises | ...`` (or a label,
+# ``<ch-unsupervised>``, in place of the file name).
+_ROW = r"^\|[^|\n]*<([\w-]+)>`[^|\n]*\|\s*(\d+)\s*\|\s*(\d+)\s*\|"
+_ROW3 = r"^(\|[^|\n]*<([\w-]+)>`[^|\n]*\|)\s*[\d—-]+\s*\|\s*[\d—-]+\s*\|\s*[\d—-]+\s*\|"
+
+
+def _stems(executed: Path) -> dict[str, str]:
+    """Chapter label (``ch-unsupervised``) -> notebook stem, from each notebook's first cell."""
+    stems = {}
+    for nb in [*sorted((Path(__file__).resolve().parents[1] / "chapters").glob("*.ipynb")), *executed.glob("*.ipynb")]:
+        first = json.loads(nb.read_text())["cells"][0]
+        m = re.match(r"\(([\w-]+)\)=", _src(first))
+        if m:
+            stems[m.group(1)] = nb.stem
+    return stems
+
+
+def update_guide(guide: Path, executed: Path) -> int:
+    """Rewrite the core / optional / exercise minutes of the guide's rows from the executed notebooks."""
+    stems = _stems(executed)
+    n = 0
+
+    def row(m: re.Match) -> str:
+        nonlocal n
+        nb = executed / f"{stems.get(m.group(2), m.group(2))}.ipynb"
+        if not nb.exists():
+            return m.group(0)
+        r = measure(nb)
+        n += 1
+        return (f"{m.group(1)} {r.minutes('core'):.0f} | {r.minutes('optional'):.0f} | "
+                f"{r.minutes('exercises'):.0f} |")
+
+    guide.write_text(re.sub(_ROW3, row, guide.read_text(), flags=re.M))
+    return n
+
+
 def check_guide(guide: Path, executed: Path, tolerance: float = 1.0) -> list[str]:
     """Problems with the guide's reading-time table: rows ``| <stem-prefix> ... | core | optional |``.
 
@@ -155,14 +193,8 @@ def check_guide(guide: Path, executed: Path, tolerance: float = 1.0) -> list[str
     text = guide.read_text()
     problems = []
     found = 0
-    # A row names its chapter by file (``{doc}`... <04_unsupervised>` ``) or by label (``<ch-unsupervised>``).
-    stems = {}
-    for nb in executed.glob("*.ipynb"):
-        first = json.loads(nb.read_text())["cells"][0]
-        m = re.match(r"\(([\w-]+)\)=", _src(first))
-        if m:
-            stems[m.group(1)] = nb.stem
-    for m in re.finditer(r"^\|[^|\n]*<([\w-]+)>`[^|\n]*\|\s*(\d+)\s*\|\s*(\d+)\s*\|", text, flags=re.M):
+    stems = _stems(executed)
+    for m in re.finditer(_ROW, text, flags=re.M):
         stem, core, optional = stems.get(m.group(1), m.group(1)), float(m.group(2)), float(m.group(3))
         nb = executed / f"{stem}.ipynb"
         if not nb.exists():
@@ -184,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--check", metavar="GUIDE", help="check GUIDE's table against the notebooks in the folder given")
+    ap.add_argument("--update", metavar="GUIDE", help="rewrite GUIDE's table from the notebooks in the folder given")
     args = ap.parse_args(argv)
+    if args.update:
+        print(f"{update_guide(Path(args.update), Path(args.paths[0]))} rows of {args.update} rewritten")
+        return 0
     if args.check:
         problems = check_guide(Path(args.check), Path(args.paths[0]))
         for p in problems:
