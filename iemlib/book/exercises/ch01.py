@@ -95,8 +95,8 @@ def _grade_designed(answer: Any) -> Feedback:
         return Feedback(False, f"{what}: you entered the target itself; those are responsibilities, not distances.",
                         WRONG_QUANTITY)
     if np.argsort(g).tolist() == np.argsort(EX4_TARGET).tolist():
-        return Feedback(False, f"{what}: the ranking is right, the sizes are not: the shares are exponentials "
-                               "of minus the distances.", NOT_CLOSE)
+        return Feedback(False, f"{what}: the ranking is right, the sizes are not: the gaps between your "
+                               "distances give other shares than the target.", NOT_CLOSE)
     return Feedback(False, f"{what}: the loss gradient they give is not the target.", NOT_CLOSE)
 
 

@@ -61,9 +61,10 @@ def _grade_unit(answer: Any) -> Feedback:
     lam, V = np.linalg.eigh(EXERCISE_COV)
     cands = [
         (V[:, 0] / np.sqrt(lam[0]), "it measures along the direction of *smallest* variance.", WRONG_QUANTITY),
-        (V[:, -1] * np.sqrt(lam[-1]), "the scale is inverted: a Mahalanobis unit divides by the standard deviation "
-                                      "along its axis.", MISSING_FACTOR),
-        (V[:, -1] / lam[-1], "the scale is off: divide by the standard deviation, not the variance.", MISSING_FACTOR),
+        (V[:, -1] * np.sqrt(lam[-1]), "the direction is right, the scale is inverted: the unit grows with the "
+                                      "spread along the axis where a distance should shrink with it.", MISSING_FACTOR),
+        (V[:, -1] / lam[-1], "the direction is right, the scale is off: the unit does not count standard "
+                             "deviations along the axis.", MISSING_FACTOR),
         (V[:, -1], "the direction is right but the scale is missing.", MISSING_FACTOR),
     ]
     for Wc, msg, kind in cands:
