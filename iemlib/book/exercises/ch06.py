@@ -124,9 +124,10 @@ def _largest_push_custom(z: Any, y: int) -> Custom:
             return Feedback(False, f"{what}: that is the label; the correct class is pulled closer, not pushed away.",
                             "confused pull and push")
         if a == int(np.argmin(np.where(np.arange(len(r)) == int(y), np.inf, r))):
-            return Feedback(False, f"{what}: the push grows with the responsibility, it does not shrink with it.",
-                            FLIPPED_SIGN)
-        return Feedback(False, f"{what}: not that class. What decides the size of a wrong class's push?", WRONG_QUANTITY)
+            return Feedback(False, f"{what}: not that class. You picked the wrong class that one step pushes the "
+                                   "least: your ranking runs the wrong way.", FLIPPED_SIGN)
+        return Feedback(False, f"{what}: not that class. It is a wrong class, but not the one pushed the most; "
+                               "the ranking needs a per-class quantity you have not used yet.", WRONG_QUANTITY)
 
     worst = int(np.argmin(np.where(np.arange(len(r)) == int(y), np.inf, r)))
     return Custom(

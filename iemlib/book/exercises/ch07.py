@@ -73,8 +73,8 @@ def _grade_set(answer: Any) -> Feedback:
                               "per-component terms.")
     if "lse" not in names:
         return Feedback(False, f"{what}: one coupled objective is missing from your set.", "missed a coupled objective")
-    return Feedback(False, f"{what}: your set includes an objective whose loss is a sum of one term per component.",
-                    "included an uncoupled objective")
+    return Feedback(False, f"{what}: your set includes an objective whose components do not interact: its "
+                           "Jacobian has no off-diagonal entries.", "included an uncoupled objective")
 
 
 #: Exercise 3: the set of objectives whose gradient Jacobian has non-zero off-diagonal entries.
@@ -91,7 +91,7 @@ check_correntropy_peak = Exercise(
     **TEXT["ex-ch07-peak"],
     expected=lambda: EX4_SIGMA / math.sqrt(2.0),
     mistakes=(
-        Mistake(MISSING_FACTOR, lambda: EX4_SIGMA, "that is the kernel width sigma itself; the pull peaks closer in for this parameterization."),
+        Mistake(MISSING_FACTOR, lambda: EX4_SIGMA, "that is the kernel width sigma itself, a parameter of the loss, not the distance where its pull peaks."),
         Mistake(MISSING_FACTOR, lambda: EX4_SIGMA**2, "that is sigma^2, a squared length, not a distance."),
     ),
     generic=False,

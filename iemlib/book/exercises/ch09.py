@@ -82,7 +82,7 @@ check_confidence_scale = Exercise(
     **TEXT["ex-ch09-scale"],
     expected=_smallest_scale,
     mistakes=(
-        Mistake(WRONG_QUANTITY, lambda: 10.0, "10 overshoots: it is the factor of the previous exercise."),
+        Mistake(WRONG_QUANTITY, lambda: 10.0, "that is the factor of the previous exercise, chosen there, not the smallest one that reaches the target confidence."),
     ),
     generic=False,
     rtol=1e-3,

@@ -131,7 +131,7 @@ _EX5 = Exercise(
     expected=_largest_tau,
     mistakes=(
         Mistake(WRONG_QUANTITY, lambda: float(EX3_D[1].min()),
-                "that is the distance to the nearest class; the reject component competes with all three classes at once."),
+                "that is the distance to the nearest class, a property of one class alone, not the boundary where the reject component takes over."),
         Mistake(WRONG_QUANTITY, lambda: float(EX3_D[1].mean()), "the mean distance is not what the responsibilities compare."),
     ),
     rtol=1e-6,
