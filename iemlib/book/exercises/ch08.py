@@ -60,9 +60,10 @@ check_public_diagonal = Exercise(
         Mistake(WRONG_QUANTITY, lambda: 0.3, "that is the stay probability before the public code's normalization; "
                                              "the rescaled row keeps a share of the diagonal entry too."),
         Mistake(NORMALIZATION, lambda: 0.3 + 0.7 * 0.3 / (2 * (1 + 1 / 2 + 1 / 3) + 1 / 4),
-                "the rescaling must include the diagonal entry 0.3 in the row sum."),
+                "that is the row rescaled without its diagonal entry: the paper reading's normalization, "
+                "not the public code's."),
         Mistake(NORMALIZATION, lambda: 0.7 * 0.3 / (0.3 + 2 * (1 + 1 / 2 + 1 / 3) + 1 / 4),
-                "you rescaled the row but forgot to add 0.3 to the diagonal afterwards."),
+                "that is the diagonal of the rescaled row, before the last step of the public code's recipe."),
     ),
     generic=False,
     rtol=1e-4,
@@ -80,8 +81,8 @@ check_value_update = Exercise(
     expected=_value_update,
     mistakes=(
         Mistake(TRANSPOSED, lambda: -EX3_ETA * EX3_ALPHA @ EX3_U,
-                "alpha is used untransposed: that sums over keys for each query. Value j collects from the queries i "
-                "that attend to it: a column of alpha."),
+                "alpha is used untransposed: that sums over the keys of each query, not over the queries "
+                "that use each value."),
         Mistake(MISSING_FACTOR, lambda: EX3_ALPHA.T @ EX3_U, "the step size -eta is missing."),
     ),
     rtol=1e-9,
@@ -93,7 +94,7 @@ check_equivalent_lr = Exercise(
     **TEXT["ex-ch08-lr"],
     expected=lambda: 0.1,
     mistakes=(
-        Mistake(WRONG_QUANTITY, lambda: 0.01, "that is the rate of the other parameters (W_Q, W_K, W_O); the value step is larger."),
+        Mistake(WRONG_QUANTITY, lambda: 0.01, "that is the rate of the routing weights (W_Q, W_K, W_O), not of W_V."),
         Mistake(MISSING_FACTOR, lambda: 0.1 * 1999, "with the mean loss the rate is the closed-form rate itself; no factor for the number of positions."),
     ),
     generic=False,
