@@ -49,7 +49,7 @@ def test_first_message_gives_verdict_and_kind_but_not_the_fix(label):
         assert not fb.correct, (label, answer)
         assert fb.kind == kind, (label, answer, fb.kind, kind)
         assert str(fb).startswith("Not yet"), str(fb)
-        said = fb.message.split(" Stuck? ")[0]
+        said = fb.message.split(" Stuck? ")[0].removeprefix(f"{getattr(ex, 'what', '')}:")
         assert len(_words(said)) <= MAX_WORDS, f"{label}: a first message of {len(_words(said))} words: {said!r}"
         shared = _runs(said) & hint_runs
         assert not shared, f"{label}: the first message repeats a hint: {' '.join(sorted(shared)[0])!r}"
