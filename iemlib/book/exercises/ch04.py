@@ -19,6 +19,7 @@ __all__ = ["rate_problem", "bridge_problem", "basin_data", "run_em_and_gd", "che
 #: The kind of mistake of exercise 3 when a start ends at a stationary point that is not an optimum.
 SADDLE = "a saddle, not an optimum"
 
+
 def bridge_problem() -> dict[str, np.ndarray]:
     """Exercise 2's mixture: 1-D data ``X`` (8, 1) and spherical parameters
     ``weights`` (2,), ``means`` (2, 1), ``variances`` (2,)."""
@@ -104,8 +105,8 @@ check_em_rate = Exercise(
                 "that is the factor by which the log-likelihood increments shrink per iteration, "
                 "not the factor of the parameter error."),
         Mistake(WRONG_QUANTITY, lambda: 1 / _rate_squared(),
-                "a ratio above one, taken the wrong way round: the increments shrink, and so does the "
-                "error; and it is the increments' factor, not the parameter error's."),
+                "a ratio above one, taken the wrong way round (the increments shrink), and a factor of the "
+                "increments, not of the parameter error."),
         Mistake(WRONG_QUANTITY, lambda: 1 / np.sqrt(_rate_squared()),
                 "a ratio above one, taken the wrong way round: the error shrinks."),
         Mistake(WRONG_QUANTITY, 1.0,
