@@ -150,10 +150,18 @@ def test_chapter_mistakes_are_named_independently():
     d = np.array(ch03.EX2_D)
     rr = np.exp(-d) / np.exp(-d).sum()
     assert ch03.check_cross_entropy_gradient(rr - np.eye(3)[ch03.EX2_Y]).kind == E.FLIPPED_SIGN
-    # ch04: the objective's gradient given for the loss's; a generic constant factor.
-    rr = np.exp(-ch04.EXERCISE_D) / np.exp(-ch04.EXERCISE_D).sum()
-    assert ch04.check_loss_gradient(-rr).kind == E.FLIPPED_SIGN
-    assert ch04.check_loss_gradient(3 * rr).kind == E.MISSING_FACTOR
+    # ch04: the rate of the increments given for the rate of the error; the density's normalizing
+    # factor left out of the responsibilities (answers 3-5 % off).
+    inc = np.diff(ch04.rate_problem()["loglik"])
+    assert ch04.check_em_rate(np.sqrt(inc[-1] / inc[-2])).correct
+    assert ch04.check_em_rate(inc[-1] / inc[-2]).kind == E.WRONG_QUANTITY
+    p = ch04.bridge_problem()
+    X, w, m, v = p["X"], p["weights"], p["means"], p["variances"]
+    r = w * np.exp(-0.5 * (X - m.T) ** 2 / v)
+    r /= r.sum(1, keepdims=True)
+    fb = ch04.check_bridge_step(r.T @ X / r.sum(0)[:, None])
+    assert fb.kind == E.MISSING_FACTOR and "normalizing factor" in fb.message, str(fb)
+    assert "normalizing factor" in " ".join(ch04.check_bridge_step.hints)
     # ch06: a label given as an integer array; the sign of the logit gradient.
     z, y = np.array([0.2, 2.0, -1.0, 0.5, 1.1]), 3
     p = np.exp(z) / np.exp(z).sum()
@@ -183,6 +191,17 @@ def test_basin_exercise_finds_different_optima():
     assert out["gd_grad"].max() < 1e-6
     with pytest.raises(ValueError, match="starts"):
         ch04.run_em_and_gd(np.array([1.0, np.nan]))
+
+
+def test_basin_exercise_names_a_saddle():
+    """A start on the symmetric line (both means equal) stays there: a saddle, not "the same optimum"."""
+    from iemlib.book.exercises import ch04
+
+    for start in ([0.5, 0.5], [-3.0, -3.0]):
+        fb = ch04.check_different_optima(np.array(start))
+        assert not fb.correct and fb.kind == ch04.SADDLE, str(fb)
+        assert "saddle" in fb.message
+    assert ch04.check_different_optima(np.array([-4.0, 3.5])).kind == "same optimum"
 
 
 def _solution_code_lines() -> dict[str, list[str]]:

@@ -7,17 +7,17 @@ from typing import Any
 import numpy as np
 
 from ..._validation import to_numpy
-from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NORMALIZATION, NOT_FINITE
+from . import exercise_text, FLIPPED_SIGN, MISSING_FACTOR, NOT_FINITE, WRONG_QUANTITY
 from . import WRONG_SHAPE, Custom, Exercise, Feedback, Mistake
 
 #: The text of this chapter's exercises (what is asked, hints, messages): text/ch04.toml.
 TEXT = exercise_text("ch04")
 
-__all__ = ["EXERCISE_D", "bridge_problem", "basin_data", "run_em_and_gd", "check_loss_gradient",
-           "check_bridge_step", "check_different_optima"]
+__all__ = ["rate_problem", "bridge_problem", "basin_data", "run_em_and_gd", "check_em_rate",
+           "check_bridge_step", "check_different_optima", "SADDLE"]
 
-#: Exercise 1: distances of one point to three components.
-EXERCISE_D = np.array([2.0, 0.5, 1.5])
+#: The kind of mistake of exercise 3 when a start ends at a stationary point that is not an optimum.
+SADDLE = "a saddle, not an optimum"
 
 
 def bridge_problem() -> dict[str, np.ndarray]:
@@ -32,17 +32,22 @@ def bridge_problem() -> dict[str, np.ndarray]:
     }
 
 
-def _bridge_resp() -> np.ndarray:
+def _bridge_resp(log_norm: str = "right") -> np.ndarray:
+    """Responsibilities of the bridge problem; ``log_norm`` says how the density is normalized:
+    ``"right"``, ``"none"`` (the factor 1/sqrt(2 pi variance) left out) or ``"variance"`` (divided
+    by the variance instead of its square root)."""
     p = bridge_problem()
     X, w, m, v = p["X"], p["weights"], p["means"], p["variances"]
-    logp = np.log(w) - 0.5 * (np.log(2 * np.pi * v) + (X - m.T) ** 2 / v)
+    norm = {"right": 0.5 * np.log(2 * np.pi * v), "none": 0.0,
+            "variance": 0.5 * np.log(2 * np.pi) + np.log(v)}[log_norm]
+    logp = np.log(w) - norm - 0.5 * (X - m.T) ** 2 / v
     r = np.exp(logp - logp.max(1, keepdims=True))
     return r / r.sum(1, keepdims=True)
 
 
-def _bridge_expected() -> np.ndarray:
+def _bridge_expected(log_norm: str = "right") -> np.ndarray:
     X = bridge_problem()["X"]
-    r = _bridge_resp()
+    r = _bridge_resp(log_norm)
     return (r.T @ X) / r.sum(0)[:, None]
 
 
@@ -53,20 +58,65 @@ def _bridge_plain_step() -> np.ndarray:
     return p["means"] + g[:, None]
 
 
-def _loss_r() -> np.ndarray:
-    return np.exp(-EXERCISE_D) / np.exp(-EXERCISE_D).sum()
+# Exercise 1: EM on the two means of a 1-D mixture (unit variances, equal weights), 40 points
+# from two overlapping clusters; the reader sees its mean log-likelihood in the linear phase.
+_RATE_RNG = np.random.default_rng(5)
+_RATE_X = np.concatenate([_RATE_RNG.normal(-0.8, 1.0, 20), _RATE_RNG.normal(0.8, 1.0, 20)])
+del _RATE_RNG
+#: Exercise 1: EM's start (the two means) and the iterations whose log-likelihoods the reader gets.
+RATE_START, RATE_ITERATIONS = (-0.5, 0.5), (22, 32)
 
 
-#: Exercise 1: the gradient of the *loss* ``-log sum_j exp(-d_j)`` (minimized) with respect to ``d`` at ``d = EXERCISE_D``, shape (3,).
-check_loss_gradient = Exercise(
-    **TEXT["ex-ch04-sign"],
-    expected=_loss_r,
+def _rate_loglik(m: np.ndarray) -> float:
+    lp = -0.5 * (_RATE_X[:, None] - m[None, :]) ** 2 - np.log(2.0) - 0.5 * np.log(2 * np.pi)
+    mx = lp.max(1, keepdims=True)
+    return float((np.log(np.exp(lp - mx).sum(1)) + mx[:, 0]).mean())
+
+
+def rate_problem() -> dict[str, np.ndarray]:
+    """Exercise 1's EM run: data ``X`` (40,), and the mean log-likelihood ``loglik`` after each of
+    the EM iterations ``iterations`` (22 to 32; two means, unit variances, equal weights)."""
+    m = np.array(RATE_START, dtype=np.float64)
+    lo, hi = RATE_ITERATIONS
+    trace = []
+    for t in range(1, hi + 1):
+        lp = -0.5 * (_RATE_X[:, None] - m[None, :]) ** 2
+        r = np.exp(lp - lp.max(1, keepdims=True))
+        r /= r.sum(1, keepdims=True)
+        m = (r * _RATE_X[:, None]).sum(0) / r.sum(0)
+        if t >= lo:
+            trace.append(_rate_loglik(m))
+    return {"X": _RATE_X.copy(), "loglik": np.array(trace), "iterations": np.arange(lo, hi + 1)}
+
+
+def _rate_squared() -> float:
+    """The factor by which the log-likelihood increments shrink per iteration (a fit over the trace)."""
+    inc = np.diff(rate_problem()["loglik"])
+    return float(np.exp(np.polyfit(np.arange(len(inc)), np.log(inc), 1)[0]))
+
+
+#: Exercise 1: EM's linear rate, the factor by which the parameter error shrinks per iteration,
+#: estimated from the log-likelihood trace of :func:`rate_problem` (a number).
+check_em_rate = Exercise(
+    **TEXT["ex-ch04-rate"],
+    expected=lambda: np.sqrt(_rate_squared()),
     mistakes=(
-        Mistake(FLIPPED_SIGN, lambda: -_loss_r(),
-                "right size, wrong sign: that is dL/dd for the objective L; the loss is -L."),
-        Mistake(NORMALIZATION, lambda: np.exp(-EXERCISE_D),
-                "the normalizer is missing: the entries of this gradient sum to one."),
+        Mistake(WRONG_QUANTITY, _rate_squared,
+                "that is the factor by which the log-likelihood increments shrink per iteration, "
+                "not the factor of the parameter error."),
+        Mistake(WRONG_QUANTITY, lambda: 1 / _rate_squared(),
+                "a ratio above one, taken the wrong way round (the increments shrink), and a factor of the "
+                "increments, not of the parameter error."),
+        Mistake(WRONG_QUANTITY, lambda: 1 / np.sqrt(_rate_squared()),
+                "a ratio above one, taken the wrong way round: the error shrinks."),
+        Mistake(WRONG_QUANTITY, 1.0,
+                "one, to many digits: that is a ratio of log-likelihoods, not of their changes."),
+        Mistake(FLIPPED_SIGN, lambda: -np.sqrt(_rate_squared()),
+                "a rate of convergence is a positive factor; check the signs of the ratio."),
     ),
+    generic=False,
+    rtol=1.5e-3,
+    atol=0.0,
 )
 
 #: Exercise 2: the means (shape (2, 1)) after one gradient-ascent step on the summed log-likelihood, preconditioned by ``variance_j / N_j`` with step size 1.
@@ -80,6 +130,12 @@ check_bridge_step = Exercise(
                                                                      / p["variances"] * p["variances"] / len(p["X"]))[:, None])(
             bridge_problem(), _bridge_resp()),
                 "you divided by the number of points; the preconditioner uses each component's N_j = sum_i r_ij."),
+        Mistake(MISSING_FACTOR, lambda: _bridge_expected("none"),
+                "the step has the right form, but the responsibilities it uses are off: the Gaussian density "
+                "in them is missing its normalizing factor, which differs between the two components."),
+        Mistake(MISSING_FACTOR, lambda: _bridge_expected("variance"),
+                "the step has the right form, but the responsibilities it uses are off: the normalizing factor "
+                "of the Gaussian density in them has the wrong power of the variance."),
     ),
     rtol=1e-10,
     atol=1e-12,
@@ -139,6 +195,18 @@ def run_em_and_gd(starts: Any) -> dict[str, np.ndarray]:
             "gd_loglik": _mean_loglik(m), "gd_grad": grad}
 
 
+def _curvature(m: np.ndarray) -> float:
+    """The largest eigenvalue of the Hessian of the mean log-likelihood (the objective) with respect
+    to the two means at ``m`` (shape (2,)): positive where the objective still rises along some
+    direction, so that a stationary point there is a saddle, not a maximum."""
+    r = _resp(np.asarray(m, dtype=np.float64)[None])[0]  # (30, 2)
+    u = _BASIN_X[:, None] - m[None, :]  # x_i - mu_j
+    ru = r * u
+    # H_jk = mean_i [ r_ij (delta_jk - r_ik) u_ij u_ik - delta_jk r_ij ]
+    H = np.diag((ru * u).mean(0) - r.mean(0)) - (ru.T @ ru) / len(_BASIN_X)
+    return float(np.linalg.eigvalsh(H).max())
+
+
 def _grade_optima(answer: Any) -> Feedback:
     what = "Your start"
     a = to_numpy(answer).astype(np.float64).reshape(-1)
@@ -149,15 +217,25 @@ def _grade_optima(answer: Any) -> Feedback:
     out = run_em_and_gd(a)
     em, gd = out["em"][0], out["gd"][0]
     if out["gd_grad"][0] > 1e-6:
-        return Feedback(False, f"{what}: gradient ascent has not converged from there in {BASIN_GD_STEPS} steps; "
-                               "pick a start that both methods finish from.", "not converged")
+        return Feedback(False, f"{what}: not yet a pair of optima: gradient ascent is still moving after "
+                               f"{BASIN_GD_STEPS} steps from there, so its end is not a stationary point.",
+                        "not converged")
+    saddles = [name for name, end in (("EM", em), ("gradient ascent", gd)) if _curvature(end) > 1e-8]
+    if saddles:
+        who = " and ".join(saddles)
+        msg = (f"{what}: not two optima. {who} {'stop' if len(saddles) > 1 else 'stops'} at a stationary point "
+               "that is not an optimum: the gradient is zero there, but the log-likelihood still rises along "
+               "some direction (a saddle).")
+        if min(abs(em[1] - em[0]), abs(gd[1] - gd[0])) < 1e-6:
+            msg += " Both means are equal there, so nothing tells the two components apart."
+        return Feedback(False, msg, SADDLE)
     if np.max(np.abs(em - gd)) > 0.5:
         return Feedback(True, f"{what}: right. EM ends at means {np.round(em, 2)} (mean log-likelihood "
                               f"{out['em_loglik'][0]:.4f}), gradient ascent at {np.round(gd, 2)} "
                               f"({out['gd_loglik'][0]:.4f}). Same objective, same start, different optima: "
                               "EM's large first step crossed a basin boundary that the small steps did not.")
-    return Feedback(False, f"{what}: both methods reach the same optimum, means {np.round(em, 2)}. Most starts do.",
-                    "same optimum")
+    return Feedback(False, f"{what}: not yet: both methods reach the same optimum, means {np.round(em, 2)}. "
+                           "Most starts do.", "same optimum")
 
 
 #: Exercise 3 (explore): two starting means from which EM and gradient ascent, run on :func:`basin_data` by :func:`run_em_and_gd`, reach different optima.
@@ -165,9 +243,10 @@ check_different_optima = Custom(
     **TEXT["ex-ch04-basins"],
     grade=_grade_optima,
     example=lambda: np.array([-0.6, -0.8]),
-    wrong=lambda: [(np.array([-4.0, 3.5]), "same optimum"), (np.array([1.0, 2.0, 3.0]), WRONG_SHAPE)],
+    wrong=lambda: [(np.array([-4.0, 3.5]), "same optimum"), (np.array([0.5, 0.5]), SADDLE),
+                   (np.array([1.0, 2.0, 3.0]), WRONG_SHAPE)],
 )
 
 
 #: This chapter's exercises, in the order the chapter sets them.
-EXERCISES = (check_loss_gradient, check_bridge_step, check_different_optima)
+EXERCISES = (check_em_rate, check_bridge_step, check_different_optima)
