@@ -223,11 +223,10 @@ def _grade_optima(answer: Any) -> Feedback:
     saddles = [name for name, end in (("EM", em), ("gradient ascent", gd)) if _curvature(end) > 1e-8]
     if saddles:
         who = " and ".join(saddles)
-        msg = (f"{what}: not two optima. {who} {'stop' if len(saddles) > 1 else 'stops'} at a stationary point "
-               "that is not an optimum: the gradient is zero there, but the log-likelihood still rises along "
-               "some direction (a saddle).")
+        msg = (f"{what}: not two optima. {who} {'stop' if len(saddles) > 1 else 'stops'} at a saddle: "
+               "the gradient is zero, but the log-likelihood still rises along some direction.")
         if min(abs(em[1] - em[0]), abs(gd[1] - gd[0])) < 1e-6:
-            msg += " Both means are equal there, so nothing tells the two components apart."
+            msg += " Both means are equal there."
         return Feedback(False, msg, SADDLE)
     if np.max(np.abs(em - gd)) > 0.5:
         return Feedback(True, f"{what}: right. EM ends at means {np.round(em, 2)} (mean log-likelihood "
