@@ -123,7 +123,7 @@ CHECKS_JS = """() => {
     const fig = img.closest('figure');
     const cap = fig && fig.querySelector('figcaption');
     return {src: img.getAttribute('src').slice(0, 80), loaded: img.complete && img.naturalWidth > 0,
-            alt: (img.getAttribute('alt') || '').trim(), caption: cap ? cap.innerText.trim() : '',
+            alt: (img.getAttribute('alt') || '').trim(), caption: cap ? cap.textContent.trim() : '',
             id: fig ? fig.id : ''};
   });
   return {maths: maths.length, untypeset, merrors, outputs: outs.length, errOutputs, imgs,
@@ -348,7 +348,7 @@ def test_skeptic_sections_are_folded_on_the_site(server, browser_context):
                            const inner = d && d.querySelector(':scope > :not(summary)');
                            const target = d && d.querySelector('[id]');
                            return {id: s.id, folded: !!d && !d.open,
-                                   hidden: !!inner && inner.getBoundingClientRect().height === 0,
+                                   hidden: !!inner && (inner.checkVisibility ? !inner.checkVisibility() : inner.getBoundingClientRect().height === 0),
                                    title: s.querySelector(':scope > h2, :scope > h3').getBoundingClientRect().height > 0,
                                    target: target ? target.id : null}; })"""
         )
