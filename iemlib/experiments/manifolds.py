@@ -55,6 +55,8 @@ __all__ = [
     "Archive",
     "LiveCheck",
     "compare_head_runs",
+    "DeepSpeed",
+    "time_deep_against_torch",
 ]
 
 #: The single heads' configuration: chapter 8's paper reading (1000 steps, N = 1999, seeds of Table 1).
@@ -414,3 +416,104 @@ def compare_head_runs(live: HeadTraining, archived: HeadTraining, *, tol: float 
         j = archived.runs.index(r)
         worst = max(worst, float(np.abs(live.loss[i] - archived.loss[j, :n]).max()))
     return LiveCheck(n_runs=len(live.runs), n_steps=n, max_curve=worst, tol=t, agree=bool(worst <= t))
+
+
+# ------------------------------------------------------------------------------------------------
+# speed: the batched deep trainer against a plain nn.TransformerEncoder loop (bench/ch11_deep_speed.py)
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeepSpeed:
+    """The batched deep trainer timed against a loop of ``nn.TransformerEncoder`` models
+    (:func:`time_deep_against_torch`).
+
+    Attributes
+    ----------
+    n_runs, n_steps
+        the work (plain AdamW runs of :data:`DEEP_CONFIG`'s sizes, cosine over ``n_steps``).
+    seconds_batched
+        the batched trainer's training loop, the mean of a run before and after the reference.
+    seconds_reference
+        the reference loop's training steps.
+    max_loss_difference
+        largest ``|loss(batched) - loss(reference)|`` over every step and run (float32 rounding).
+    device
+        where both ran.
+    """
+
+    n_runs: int
+    n_steps: int
+    seconds_batched: float
+    seconds_reference: float
+    max_loss_difference: float
+    device: str
+
+    @property
+    def speedup(self) -> float:
+        """Reference time over batched time."""
+        return self.seconds_reference / self.seconds_batched
+
+
+def time_deep_against_torch(n_steps: int = 20, seeds: Sequence[int] = SEEDS, *, device: Any = None) -> DeepSpeed:
+    """Train the same plain-AdamW deep runs with :func:`iemlib.attention.train_deep` (one batch) and
+    with a Python loop over :class:`iemlib.attention.TorchReference` models (``torch.optim.AdamW``,
+    ``CosineAnnealingLR``, ``clip_grad_norm_``), side by side: batched, reference, batched again, all
+    on one thread on a CPU. Data, models and optimizers are made outside the timed loops on both
+    sides.
+
+    Parameters
+    ----------
+    n_steps : steps per run (the cosine schedule's length on both sides).
+    seeds : the runs' seeds.
+    device : :func:`iemlib.runtime.resolve_device`'s argument.
+
+    Returns
+    -------
+    DeepSpeed
+    """
+    import contextlib
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from ..attention.deep import TorchReference, init_deep_params, train_deep
+    from ..runtime import resolve_device, single_threaded
+
+    n = check_int(n_steps, "n_steps", minimum=1)
+    c = replace(DEEP_CONFIG, n_steps=n)
+    runs = [DeepRun(int(s)) for s in seeds]
+    if not runs:
+        raise ValueError("seeds must not be empty")
+    dev = resolve_device(device)
+    P = c.transition_matrix()
+    data = [make_dataset(P, c.seq_len, c.d_x, r.random_state) for r in runs]
+    init = init_deep_params(c, [r.random_state for r in runs])
+    ref = np.zeros((len(runs), n))
+
+    def reference() -> float:
+        # models, optimizers and schedules are built outside the timing, as train_deep's seconds
+        # count its training loop only
+        models = [TorchReference(c).load_run(init, i).to(dev) for i in range(len(runs))]
+        opts = [torch.optim.AdamW(m.parameters(), lr=c.lr, weight_decay=c.weight_decay) for m in models]
+        scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, n) for o in opts]
+        xy = [(d.x[None].to(dev), d.y.to(dev)) for d in data]
+        t0 = time.perf_counter()
+        for i, (model, opt, sched) in enumerate(zip(models, opts, scheds)):
+            x, y = xy[i]
+            for step in range(n):
+                opt.zero_grad()
+                loss = F.cross_entropy(model(x)[0], y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip)
+                opt.step()
+                sched.step()
+                ref[i, step] = loss.item()
+        return time.perf_counter() - t0
+
+    with single_threaded() if dev.type == "cpu" else contextlib.nullcontext():
+        a = train_deep(runs, c, device=dev, progress=False)
+        t_ref = reference()
+        b = train_deep(runs, c, device=dev, progress=False)
+    return DeepSpeed(n_runs=len(runs), n_steps=n, seconds_batched=0.5 * (a.seconds + b.seconds),
+                     seconds_reference=t_ref, max_loss_difference=float(np.abs(a.loss - ref).max()),
+                     device=str(dev))
