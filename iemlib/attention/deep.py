@@ -207,9 +207,10 @@ def _ln(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def deep_forward(p: dict[str, torch.Tensor], x: torch.Tensor, n_heads: int, *, capture: bool = False) -> DeepForward:
     """Forward pass of a batch of ``R`` models on their sequences ``x`` of shape ``(R, N, d_x)``.
 
-    Heads are one tensor axis: a layer's queries, keys and values are ``(R, H, N, d_head)`` and
-    one batched product forms every head's scores. With ``capture`` the per-layer tensors are
-    returned (scores and head outputs with ``retain_grad``, for the advantage law by autograd).
+    Heads are one tensor axis: a layer's queries, keys and values are ``(R, H, N, d_head)`` and one
+    call of ``torch.nn.functional.scaled_dot_product_attention`` (causal) serves every head of every
+    run. With ``capture`` the attention is formed explicitly and the per-layer tensors are returned
+    (scores and head outputs with ``retain_grad``, for the advantage law by autograd).
     """
     R, N, _ = x.shape
     L = p["W_q"].shape[1]
@@ -229,10 +230,13 @@ def deep_forward(p: dict[str, torch.Tensor], x: torch.Tensor, n_heads: int, *, c
         a = _ln(h, p["ln1_w"][:, layer], p["ln1_b"][:, layer])
         q, k, v = (heads(torch.baddbmm(p["b_" + n][:, layer].unsqueeze(1), a, p["W_" + n][:, layer]))
                    for n in "qkv")
-        s = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
-        s = s.masked_fill(mask, float("-inf"))
-        alpha = torch.softmax(s, -1)
-        g = alpha @ v
+        if not capture:  # PyTorch's fused causal attention: the N x N weights are never stored
+            g = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+            s = s.masked_fill(mask, float("-inf"))
+            alpha = torch.softmax(s, -1)
+            g = alpha @ v
         if capture:
             s.retain_grad()
             g.retain_grad()
