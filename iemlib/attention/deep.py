@@ -279,7 +279,7 @@ class DeepTraining:
         ``(R,)`` after the last step made, on the training and held-out sequences.
     heldout_steps, heldout_curve
         ``(K,)`` steps and ``(R, K)`` the held-out loss before those steps (every
-        :data:`HELDOUT_EVERY` steps).
+        ``HELDOUT_EVERY`` steps).
     bayes_loss, bayes_heldout_loss
         ``(R,)`` the exact Bayes filter's on the same sequences.
     params
@@ -474,7 +474,7 @@ def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int) -> He
 
     Parameters
     ----------
-    params : name -> ``(R, ...)`` weights (:attr:`DeepTraining.params`).
+    params : name -> ``(R, ...)`` weights (``DeepTraining.params``).
     x : ``(N, d_x)`` or ``(R, N, d_x)``; y : ``(N,)`` or ``(R, N)`` integer targets.
     n_heads : heads per layer.
 
@@ -557,7 +557,7 @@ class TorchReference(torch.nn.Module):
     """One model of :class:`DeepConfig`'s sizes built from ``torch.nn.TransformerEncoder`` (pre-norm,
     GELU, no dropout), with the input projection, final LayerNorm and read-out of the batched model.
 
-    :meth:`load_run` copies run ``r`` of a batched parameter dict into it, so the two can be
+    ``load_run`` copies run ``r`` of a batched parameter dict into it, so the two can be
     checked against each other; ``bench/ch11_deep_speed.py`` times a loop over such models.
     """
 

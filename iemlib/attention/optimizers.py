@@ -16,7 +16,7 @@ every run with its own rates, and measures whether the first-order picture survi
   attention weights against ``||V_{t+1} - V_t||_F`` of the values.
 
 Gradients are the paper's closed forms of the mean cross-entropy **loss** (minimized), as in
-:mod:`iemlib.attention.trainer` (its block-wise pass), not autograd. Update rules, per parameter
+``iemlib.attention.trainer`` (its block-wise pass), not autograd. Update rules, per parameter
 ``p`` with gradient ``g`` (``t = 1, 2, ...``):
 
 ``"sgd"``
@@ -26,7 +26,7 @@ Gradients are the paper's closed forms of the mean cross-entropy **loss** (minim
 ``"adam"``
     ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`` with ``b1, b2, eps`` =
-    :data:`ADAM_BETAS`, :data:`ADAM_EPS` (PyTorch's defaults).
+    ``ADAM_BETAS``, ``ADAM_EPS`` (PyTorch's defaults).
 
 ``W_V`` may get its own rate (``HeadRun.value_lr``): with ``"sgd"`` that is chapter 8's rate
 vector, so the EM-like schedule of Table 1 is ``HeadRun("sgd", 0.01, seed, value_lr=0.1)``.
@@ -65,7 +65,7 @@ class HeadRun:
     Attributes
     ----------
     optimizer
-        one of :data:`OPTIMIZERS`.
+        one of ``OPTIMIZERS``.
     lr
         the rate on ``W_Q, W_K, W_O, b`` (and on ``W_V`` unless ``value_lr`` is given).
     random_state
@@ -109,7 +109,7 @@ class HeadTraining:
     runs
         the :class:`HeadRun` of each row.
     config
-        the chain, sizes, step count and initialization (:class:`~iemlib.attention.trainer.Config`).
+        the chain, sizes, step count and initialization (:class:`~iemlib.attention.Config`).
     loss
         ``(R, n_steps)`` training loss before each step (mean cross-entropy, nats).
     final_loss, heldout_loss
@@ -119,7 +119,7 @@ class HeadTraining:
     checkpoint_steps
         ``(K,)`` steps at which the weights were recorded (before that step's update).
     checkpoints
-        :class:`~iemlib.attention.trainer.RowParams` of ``(R, K, ...)`` arrays.
+        :class:`~iemlib.attention.RowParams` of ``(R, K, ...)`` arrays.
     probe_steps
         ``(P,)`` steps whose update was probed.
     sign_agreement, sign_agreement_centred
@@ -127,7 +127,7 @@ class HeadTraining:
         sign of the advantage (raw scores; scores centred under the attention row).
     dalpha, dvalue
         ``(R, P)`` ``||alpha_{t+1} - alpha_t||_F`` (over the probed query rows, every
-        :data:`PROBE_STRIDE`-th) and ``||V_{t+1} - V_t||_F`` (all positions) in that step.
+        ``PROBE_STRIDE``-th) and ``||V_{t+1} - V_t||_F`` (all positions) in that step.
     score_cosine
         ``(R, P)`` cosine between the realized change of the causal scores and the change
         eq. (34) predicts, ``alpha_ij A_ij`` (positive for any small enough gradient step).
@@ -259,10 +259,10 @@ def train_head(
     Parameters
     ----------
     runs : the runs (:class:`HeadRun`); runs with the same seed see the same data and start.
-    config : chapter 8's :class:`~iemlib.attention.trainer.Config` (default: the paper reading).
+    config : chapter 8's :class:`~iemlib.attention.Config` (default: the paper reading).
     checkpoint_steps : steps in ``[0, n_steps]`` at which to record the weights.
     probe_every : probe every that many steps (0: never); each probe forms ``N/4 x N`` matrices
-        run by run (every :data:`PROBE_STRIDE`-th query row).
+        run by run (every ``PROBE_STRIDE``-th query row).
     device, dtype : where and in what precision to train (:func:`iemlib.runtime.resolve_device`).
     block : queries per block of the closed-form pass.
     progress, desc : a tqdm bar and its label.

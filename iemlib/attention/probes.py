@@ -8,7 +8,7 @@ And how many dimensions the representation spans (principal components) and whet
 direction follows the posterior's entropy.
 
 Layout: rows are positions and weights act on the right (the row layout of
-:mod:`iemlib.attention.trainer`: ``q_i = x_i W_Q``), with any leading batch axis of runs.
+``iemlib.attention.trainer``: ``q_i = x_i W_Q``), with any leading batch axis of runs.
 """
 
 from __future__ import annotations

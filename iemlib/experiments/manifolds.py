@@ -1,17 +1,17 @@
 """Chapter 11's study: Bayesian manifolds against the exact filter, realistic optimizers, depth.
 
-What belongs to the study rather than to the concepts it uses (:mod:`iemlib.attention.probes`,
-:mod:`iemlib.attention.optimizers`, :mod:`iemlib.attention.deep`):
+What belongs to the study rather than to the concepts it uses (``iemlib.attention.probes``,
+``iemlib.attention.optimizers``, ``iemlib.attention.deep``):
 
-* the single-head runs (:data:`SCHEDULES`, :data:`OPTIMIZER_SWEEP`, :func:`head_runs`): chapter 8's
+* the single-head runs (``SCHEDULES``, ``OPTIMIZER_SWEEP``, :func:`head_runs`): chapter 8's
   configuration (the paper reading) trained with Table 1's two schedules, the corners of chapter
   8's learning-rate grid, and SGD, SGD with momentum and Adam at swept rates, five seeds each,
-  with the weights recorded at :data:`CHECKPOINTS`;
-* the deep runs (:data:`DEEP_CONFIG`, :data:`DEEP_VARIANTS`): a scaled copy of the authors'
+  with the weights recorded at ``CHECKPOINTS``;
+* the deep runs (``DEEP_CONFIG``, ``DEEP_VALUE_SCALE``): a scaled copy of the authors'
   ``--deep`` model, trained with AdamW and cosine decay as they do and with an EM-like variant;
 * the archive of both, ``iemlib/data/manifolds_runs.npz``, written by ``bench/ch11_runs.py``
   (:func:`save_archive`, :func:`load_archive`), and the check of live runs against it
-  (:func:`compare_head_runs`, :func:`compare_deep_runs`);
+  (:func:`compare_head_runs`, the deep runs' loss curves);
 * the probes of part 1 (:func:`probe_heads`).
 
 The archived deep runs were trained while :func:`iemlib.attention.deep_forward` still formed the
@@ -103,7 +103,7 @@ def deep_runs(seeds: Sequence[int] = SEEDS) -> list[DeepRun]:
 
 
 def head_runs(seeds: Sequence[int] = SEEDS) -> list[HeadRun]:
-    """Every single-head run of the archive: :data:`SCHEDULES` then :data:`OPTIMIZER_SWEEP`, each
+    """Every single-head run of the archive: ``SCHEDULES`` then ``OPTIMIZER_SWEEP``, each
     over ``seeds`` (a uniform rate that is already a schedule is listed once)."""
     runs: list[HeadRun] = []
     for v, r in SCHEDULES.values():
@@ -117,7 +117,7 @@ def head_runs(seeds: Sequence[int] = SEEDS) -> list[HeadRun]:
 
 
 def schedule_runs(training: HeadTraining, name: str) -> list[int]:
-    """Indices of the runs of schedule ``name`` (a key of :data:`SCHEDULES`), in seed order."""
+    """Indices of the runs of schedule ``name`` (a key of ``SCHEDULES``), in seed order."""
     if name not in SCHEDULES:
         raise ValueError(f"name must be one of {list(SCHEDULES)}, got {name!r}")
     v, r = SCHEDULES[name]
@@ -245,7 +245,7 @@ def probe_heads(training: HeadTraining, runs: Sequence[int] | None = None, *, ri
 
 
 def archive_probes(training: HeadTraining) -> dict[str, HeadProbes]:
-    """The probes the archive keeps: every checkpoint of the :data:`SCHEDULES` runs
+    """The probes the archive keeps: every checkpoint of the ``SCHEDULES`` runs
     (``"schedules"``), the last checkpoint of the other runs (``"optimizers"``)."""
     sched = [i for name in SCHEDULES for i in schedule_runs(training, name)]
     rest = [i for i in range(len(training.runs)) if i not in sched]
@@ -276,7 +276,7 @@ class Archive:
         :func:`probe_heads` of the part-1 runs at every checkpoint and of the others at the
         last (a :class:`HeadProbes` per group, ``{"schedules": ..., "optimizers": ...}``).
     deep
-        the deep runs (a :class:`~iemlib.attention.deep.DeepTraining`), or ``None``.
+        the deep runs (a :class:`~iemlib.attention.DeepTraining`), or ``None``.
     """
 
     heads: HeadTraining
@@ -434,7 +434,7 @@ class DeepSpeed:
     Attributes
     ----------
     n_runs, n_steps
-        the work (plain AdamW runs of :data:`DEEP_CONFIG`'s sizes, cosine over ``n_steps``).
+        the work (plain AdamW runs of ``DEEP_CONFIG``'s sizes, cosine over ``n_steps``).
     seconds_batched
         the batched trainer's training loop, the mean of a run before and after the reference.
     seconds_reference
