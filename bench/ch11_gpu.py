@@ -10,8 +10,11 @@
    1000 steps, AdamW 3e-4 with cosine decay, on the paper-reading chain), plain and EM-like, five
    seeds, and scores them against the Bayes filter.
 
-Writes the timings and scores to ``--out`` (an ``.npz`` holding one JSON string), which the chapter
-prints.
+Writes the timings and scores to ``--out`` (an ``.npz`` holding one JSON string).
+
+Not yet run on a GPU: none was lent to the session that wrote it (2026-12-04). Its logic was run
+on a CPU with every size shrunk (the runs retrained, compared with an archive of the same sizes,
+the results written); the chapter does not read its output yet.
 """
 
 from __future__ import annotations

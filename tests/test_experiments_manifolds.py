@@ -12,7 +12,7 @@ from iemlib.attention import DeepRun, HeadRun, train_deep, train_head
 from iemlib.experiments.manifolds import (
     CHECKPOINTS, CONFIG, DEEP_CONFIG, DEEP_VALUE_SCALE, FEATURES, SCHEDULES, TARGETS,
     archive_probes, compare_head_runs, deep_runs, head_runs, load_archive, manifolds_archive_path,
-    probe_heads, save_archive, schedule_runs,
+    probe_heads, save_archive, schedule_runs, time_deep_against_torch,
 )
 
 
@@ -102,3 +102,11 @@ def test_shipped_archive_is_what_the_trainers_produce(shipped):
     d = train_deep([DeepRun(7777, DEEP_VALUE_SCALE)], DEEP_CONFIG, stop_after=3, progress=False)
     k = shipped.deep.runs.index(DeepRun(7777, DEEP_VALUE_SCALE))
     assert np.abs(d.loss[0] - shipped.deep.loss[k, :3]).max() < 1e-4
+
+
+def test_deep_speed_comparison_computes_the_same_losses():
+    sp = time_deep_against_torch(1, seeds=(3,))
+    assert sp.n_runs == 1 and sp.n_steps == 1 and sp.max_loss_difference < 1e-5
+    assert sp.seconds_batched > 0 and sp.seconds_reference > 0 and sp.speedup > 0
+    with pytest.raises(ValueError, match="seeds"):
+        time_deep_against_torch(1, seeds=())
