@@ -111,3 +111,25 @@ def test_bad_input(data):
     with pytest.raises(ValueError, match="mu"):
         bayes_filter(P, d.mu[:, :3], d.x)
     assert isinstance(bayes_filter(P, d.mu, d.x), BayesFilter)
+
+
+@given(st.integers(0, 10_000), st.floats(0.1, 10.0), st.floats(-5.0, 5.0))
+def test_ridge_probe_ignores_feature_scale_and_shift(seed, scale, shift):
+    """The features are standardized first, so rescaling or shifting a feature changes nothing."""
+    rng = np.random.default_rng(seed)
+    F, Ft = rng.normal(size=(60, 3)), rng.normal(size=(40, 3))
+    w = rng.normal(size=3)
+    y, yt = F @ w + 0.1 * rng.normal(size=60), Ft @ w + 0.1 * rng.normal(size=40)
+    a = ridge_probe(F, y, Ft, yt)
+    G, Gt = F * [scale, 1, 1] + shift, Ft * [scale, 1, 1] + shift
+    b = ridge_probe(G, y, Gt, yt)
+    assert b.r2_test == pytest.approx(a.r2_test, abs=1e-9)
+
+
+@given(st.integers(0, 10_000))
+def test_bayes_filter_posteriors_are_distributions(seed):
+    P = sticky_transition_matrix()
+    d = make_dataset(P, 30, 20, seed)
+    bf = bayes_filter(P, d.mu, d.x, noise_std=2.0)
+    assert np.allclose(bf.posterior.sum(1), 1) and (bf.posterior >= 0).all()
+    assert ((bf.entropy >= -1e-12) & (bf.entropy <= np.log(8) + 1e-12)).all()
