@@ -716,7 +716,7 @@ def far_starts(x: Any, n_components: int = 3, radius: float = 12.0, seeds: Any =
 
 @dataclass(frozen=True)
 class CoverageTable:
-    """Clusters covered per start (:func:`coverage_table`).
+    """Clusters covered per start (:func:`coverage_table`), by two criteria, with the frozen starts.
 
     Attributes
     ----------
@@ -726,20 +726,58 @@ class CoverageTable:
         the objectives, in order.
     covered
         (F, O, S) int, ``Coverage.covered`` of the fitted prototypes for family ``f``,
-        objective ``o`` and start ``s``.
+        objective ``o`` and start ``s``: the centres that are some prototype's nearest. It
+        credits a prototype wherever it sits, even one that never moved.
+    radius
+        the radius of ``within`` (``None`` when none was asked for).
+    within
+        (F, O, S) int, ``Coverage.within``: the centres with a fitted prototype closer than
+        ``radius`` (``None`` without a radius).
+    frozen_covered, frozen_within
+        (F, S) int, the same two scores of the starts themselves (no training): what a run
+        that never moves scores.
+    means_init
+        (F, S, K, D), the starts.
+    final_means
+        (F, O, S, K, D), the fitted prototypes.
     """
 
     starts: tuple[str, ...]
     objectives: tuple[str, ...]
     covered: np.ndarray
+    radius: float | None = None
+    within: np.ndarray | None = None
+    frozen_covered: np.ndarray | None = None
+    frozen_within: np.ndarray | None = None
+    means_init: np.ndarray | None = None
+    final_means: np.ndarray | None = None
 
-    def counts(self, start: str, objective: str) -> np.ndarray:
-        """The covered counts (S,) of one family of starts under one objective."""
+    def _score(self, metric: str, frozen: bool) -> np.ndarray:
+        if metric not in ("covered", "within"):
+            raise ValueError(f"metric must be 'covered' or 'within', got {metric!r}")
+        name = ("frozen_" if frozen else "") + metric
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"metric {metric!r} needs a radius: call coverage_table(..., radius=...)")
+        return value
+
+    def _family(self, start: str) -> int:
         if start not in self.starts:
             raise ValueError(f"start must be one of {self.starts}, got {start!r}")
+        return self.starts.index(start)
+
+    def counts(self, start: str, objective: str, metric: str = "covered") -> np.ndarray:
+        """The counts (S,) of one family of starts under one objective, by ``metric``
+        (``"covered"``: nearest centre; ``"within"``: a prototype within ``radius``)."""
+        f = self._family(start)
         if objective not in self.objectives:
             raise ValueError(f"objective must be one of {self.objectives}, got {objective!r}")
-        return self.covered[self.starts.index(start), self.objectives.index(objective)]
+        return self._score(metric, False)[f, self.objectives.index(objective)]
+
+    def frozen(self, start: str, metric: str = "covered") -> np.ndarray:
+        """The counts (S,) that the starts of one family score without any training."""
+        f = self._family(start)
+        return self._score(metric, True)[f]
 
 
 def coverage_table(
@@ -751,9 +789,14 @@ def coverage_table(
     sigma: float = 1.0,
     lr: float = 0.5,
     n_steps: int = 300,
+    radius: float | None = None,
 ) -> CoverageTable:
-    """Fit every family of starts under every objective (batched :func:`fit_prototypes`) and count
-    the centres covered (:func:`coverage`); every objective starts from the same prototypes.
+    """Fit every family of starts under every objective and count the centres covered
+    (:func:`coverage`); every objective starts from the same prototypes.
+
+    Each objective runs all families' starts as one batch of :func:`fit_prototypes` (the runs
+    are independent: a run's result does not depend on the others in the batch). The starts
+    themselves are scored too, as the do-nothing baseline.
 
     Parameters
     ----------
@@ -762,26 +805,45 @@ def coverage_table(
     starts : mapping of a name to an (S, K, D) stack of initial prototypes
     objectives : objectives of :data:`PROTOTYPE_OBJECTIVES`
     sigma, lr, n_steps : as :func:`fit_prototypes`
+    radius : float > 0, optional
+        Also count the centres with a prototype closer than ``radius`` (``Coverage.within``).
 
     Returns
     -------
     CoverageTable
     """
     x = as_tensor(x, "x", ndim=2)
-    as_numpy(centers, "centers", ndim=2)
+    c = as_numpy(centers, "centers", ndim=2)
     if not starts:
         raise ValueError("starts must not be empty")
+    rad = None if radius is None else check_positive(radius, "radius")
     stacks = {name: as_tensor(mu0, f"starts[{name!r}]", ndim=3) for name, mu0 in starts.items()}
     S = {v.shape[0] for v in stacks.values()}
     if len(S) != 1:
         raise ValueError(f"starts must all hold the same number of starts, got {sorted(S)}")
     objectives = tuple(objectives)
-    cov = np.array([
-        [coverage(fit_prototypes(x, mu0, objective=k, sigma=sigma, lr=lr, n_steps=n_steps, record_every=max(n_steps, 1)).final_means,
-                  centers).covered for k in objectives]
-        for mu0 in stacks.values()
-    ])
-    return CoverageTable(tuple(stacks), objectives, cov)
+    F, n = len(stacks), S.pop()
+    mu0 = torch.cat(list(stacks.values()))  # (F S, K, D)
+    final = np.stack([
+        fit_prototypes(x, mu0, objective=k, sigma=sigma, lr=lr, n_steps=n_steps,
+                       record_every=max(n_steps, 1)).final_means
+        for k in objectives
+    ])  # (O, F S, K, D)
+    fit_cov = coverage(final.reshape(-1, *final.shape[2:]), c, rad)
+    start_cov = coverage(to_numpy(mu0), c, rad)
+
+    def per_run(v: np.ndarray | None) -> np.ndarray | None:  # (O F S,) -> (F, O, S)
+        return None if v is None else v.reshape(len(objectives), F, n).transpose(1, 0, 2)
+
+    def per_start(v: np.ndarray | None) -> np.ndarray | None:  # (F S,) -> (F, S)
+        return None if v is None else v.reshape(F, n)
+
+    return CoverageTable(
+        tuple(stacks), objectives, per_run(fit_cov.covered), rad, per_run(fit_cov.within),
+        per_start(start_cov.covered), per_start(start_cov.within),
+        to_numpy(mu0).reshape(F, n, *mu0.shape[1:]),
+        final.reshape(len(objectives), F, n, *final.shape[2:]).transpose(1, 0, 2, 3, 4),
+    )
 
 
 # ================================================================================================

@@ -536,6 +536,43 @@ def test_coverage_table(task):
         P.coverage_table(x, m, {"a": near, "b": fs[:1]})
 
 
+def test_coverage_table_within_a_radius_and_frozen_baseline(task):
+    x, _, m = task
+    fs = P.far_starts(x, 3, radius=12.0, seeds=[0, 1, 2])
+    near = torch.stack([P.initial_prototypes(x, 3, random_state=s) for s in (0, 1, 2)])
+    tab = P.coverage_table(x, m, {"near": near, "far": fs}, ("lse", "sqrt"), n_steps=200, radius=0.8)
+    assert tab.radius == 0.8 and tab.within.shape == tab.covered.shape == (2, 2, 3)
+    assert tab.means_init.shape == (2, 3, 3, 2) and tab.final_means.shape == (2, 2, 3, 3, 2)
+    # each family's batch gives what it gives alone, and the scores are coverage()'s
+    for f, (name, mu0) in enumerate({"near": near, "far": fs}.items()):
+        np.testing.assert_array_equal(tab.means_init[f], mu0.numpy())
+        for o, k in enumerate(tab.objectives):
+            fit = P.fit_prototypes(x, mu0, objective=k, n_steps=200, record_every=200)
+            np.testing.assert_array_equal(tab.final_means[f, o], fit.final_means)
+            cov = P.coverage(fit.final_means, m, radius=0.8)
+            np.testing.assert_array_equal(tab.counts(name, k, "within"), cov.within)
+            np.testing.assert_array_equal(tab.counts(name, k), cov.covered)
+        start = P.coverage(mu0, m, radius=0.8)
+        np.testing.assert_array_equal(tab.frozen(name, "within"), start.within)
+        np.testing.assert_array_equal(tab.frozen(name), start.covered)
+    # the starts sit far from every centre: the radius gives them nothing
+    assert (tab.frozen("near", "within") == 0).all() and (tab.frozen("far", "within") == 0).all()
+    # the sqrt loss hands far points almost no weight: from the far circle its prototypes barely move
+    np.testing.assert_allclose(tab.final_means[1, 1], fs.numpy(), atol=1e-3)
+    assert (tab.counts("far", "sqrt", "within") == 0).all()
+    assert (tab.counts("near", "lse", "within") == 3).all()
+    with pytest.raises(ValueError, match="metric"):
+        tab.counts("near", "lse", "nearest")
+    with pytest.raises(ValueError, match="start"):
+        tab.frozen("wide")
+    no_radius = P.coverage_table(x, m, {"near": near[:1]}, ("lse",), n_steps=2)
+    assert no_radius.within is None and no_radius.frozen_within is None
+    with pytest.raises(ValueError, match="radius"):
+        no_radius.counts("near", "lse", "within")
+    with pytest.raises(ValueError, match="radius"):
+        P.coverage_table(x, m, {"near": near}, ("lse",), n_steps=2, radius=0.0)
+
+
 # =============================================================================================
 # How each objective assigns points (chapter 7)
 # =============================================================================================
