@@ -147,27 +147,14 @@ class GradientDescentFit(_IterativeFit):
 
 @dataclass(frozen=True, eq=False)
 class QuasiNewtonFit(_IterativeFit):
-    """:func:`batched_lbfgs`'s result.
-
-    Attributes
-    ----------
-    weights, means, covariances
-        the final parameters in data coordinates.
-    log_likelihood
-        (B,) their mean log-likelihood per sample.
-    history
-        (B, T + 1) the mean log-likelihood of the start and of each iterate (NaN after a start
-        stopped).
-    n_iter
-        (B,) L-BFGS iterations.
-    converged
-        (B,) bool: scipy reports success (its relative-reduction or gradient test was met).
-    n_fun_evals, n_grad_evals
-        (B,) forward and backward passes; scipy evaluates the loss and its gradient together,
-        so the two are equal (line-search trials included).
-    message
-        (B,) scipy's reason for stopping.
-    """
+    """:func:`batched_lbfgs`'s result: the fields of :class:`EMFit` but ``n_e_steps`` (final
+    ``weights``, ``means``, ``covariances`` in data coordinates and their ``log_likelihood`` (B,);
+    ``history`` (B, T + 1), the mean log-likelihood of the start and of each L-BFGS iterate, NaN
+    after a start stopped; ``n_iter`` (B,) L-BFGS iterations; ``converged`` (B,), scipy reported
+    success: its relative-reduction or gradient test was met), and per start ``n_fun_evals``,
+    ``n_grad_evals`` (B,), forward and backward passes (equal: scipy evaluates the loss and its
+    gradient together, line-search trials included) and ``message`` (B,), scipy's reason for
+    stopping."""
 
     n_fun_evals: np.ndarray
     n_grad_evals: np.ndarray
