@@ -328,13 +328,14 @@ class ClassGaussians:
     logdets: np.ndarray
     shared: bool
 
-    def energies(self, features: Any) -> np.ndarray:
+    def energies(self, features: Any, volume: bool = True) -> np.ndarray:
         """Squared Mahalanobis distances to each class, plus ``log det Sigma_k`` when the covariances
-        are not shared (the volume term).
+        are not shared (the volume term) and ``volume`` is True.
 
         Parameters
         ----------
         features : (N, F) float array or tensor.
+        volume : bool, add the volume term of per-class covariances (``False``: the ablation without it).
 
         Returns
         -------
@@ -347,7 +348,9 @@ class ClassGaussians:
         for k in range(self.means.shape[0]):
             diff = X - self.means[k]
             m2[:, k] = ((diff @ self.precisions[k]) * diff).sum(1)
-        if not self.shared:
+        if not isinstance(volume, bool):
+            raise ValueError(f"volume must be a bool, got {volume!r}")
+        if not self.shared and volume:
             m2 = m2 + self.logdets[None, :]
         return m2
 
@@ -404,18 +407,20 @@ def fit_class_gaussians(features: Any, y: Any, n_classes: int, shared: bool = Tr
     return ClassGaussians(means=means, precisions=precisions, logdets=logdets, shared=shared)
 
 
-def mahalanobis_score(features: Any, gaussians: ClassGaussians) -> np.ndarray:
+def mahalanobis_score(features: Any, gaussians: ClassGaussians, volume: bool = True) -> np.ndarray:
     """Confidence from class Gaussians: higher for inputs close to some class.
 
     Shared covariance: ``max_k -(x - mu_k)^T P (x - mu_k)``, the negative of the smallest squared
     Mahalanobis distance (Lee et al. 2018, without their input preprocessing or layer ensemble).
     Per-class covariances: ``max_k -[(x - mu_k)^T P_k (x - mu_k) + log det Sigma_k]``, twice the
-    largest class-conditional Gaussian log-density up to a constant, so the volume term counts.
+    largest class-conditional Gaussian log-density up to a constant, so the volume term counts
+    (``volume=False`` drops it: the ablation of chapter 10).
 
     Parameters
     ----------
     features : (N, F) float array or tensor.
     gaussians : ClassGaussians of :func:`fit_class_gaussians`, fitted on F features.
+    volume : bool, keep the per-class volume term ``log det Sigma_k``.
 
     Returns
     -------
@@ -423,7 +428,7 @@ def mahalanobis_score(features: Any, gaussians: ClassGaussians) -> np.ndarray:
     """
     if not isinstance(gaussians, ClassGaussians):
         raise ValueError(f"gaussians must be a ClassGaussians (from fit_class_gaussians), got {type(gaussians).__name__}")
-    return -gaussians.energies(features).min(1)
+    return -gaussians.energies(features, volume=volume).min(1)
 
 
 # ---- metrics of a score --------------------------------------------------------------------------

@@ -302,8 +302,10 @@ def _scaled_distances(x: torch.Tensor, mu: torch.Tensor, log_a: torch.Tensor, lo
     return d - D * log_a if logdet else d
 
 
-def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec):
-    """One run (K, D) with learned scales ``a_j = 1 / sigma_j`` (parametrized by ``log a_j``)."""
+def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec, prior=None, floor=None):
+    """One run (K, D) with learned scales ``a_j = 1 / sigma_j`` (parametrized by ``log a_j``).
+    ``prior = (alpha, beta)``: an inverse-gamma prior on each ``sigma_j^2``, its negative log density
+    divided by N added to the loss; ``floor``: after each step ``sigma_j >= floor``."""
     N, D = x.shape
     K = mu.shape[0]
     mu = mu.clone().requires_grad_(True)
@@ -313,6 +315,9 @@ def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec):
         e = _scaled_distances(x, mu, log_a, logdet, normalize)
         L = torch.logsumexp(-e, dim=1)
         loss = -L.mean() + wd * torch.exp(2.0 * log_a).sum()
+        if prior is not None:  # -log IG(sigma^2 | alpha, beta) = -2 (alpha + 1) log a + beta a^2 + const
+            loss = loss + prior[1] * torch.exp(2.0 * log_a).sum() / N \
+                - 2.0 * (prior[0] + 1.0) * log_a.sum() / N
         if rec.record_r:
             g_e, g_mu, g_la = torch.autograd.grad(loss, [e, mu, log_a])
         else:
@@ -330,6 +335,8 @@ def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec):
             with torch.no_grad():
                 mu -= lr * g_mu
                 log_a -= lr * g_la
+                if floor is not None:
+                    log_a.clamp_(max=-math.log(floor))
 
 
 def _fit_background(x, mu, s, log_volume, lr, rec):
@@ -394,6 +401,23 @@ def _check_fit_options(objective, gradient, scales_init, logdet, weight_decay, n
     return wd
 
 
+def _check_scale_remedies(scale_prior: Any, min_scale: Any, scales_init: Any) -> tuple[Any, Any]:
+    """Validate ``scale_prior`` (alpha > -1, beta > 0) and ``min_scale`` (> 0); both need learned scales."""
+    if (scale_prior is not None or min_scale is not None) and scales_init is None:
+        raise ValueError("scale_prior and min_scale act on learned scales: pass scales_init")
+    prior = None
+    if scale_prior is not None:
+        try:
+            alpha, beta = (float(v) for v in scale_prior)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"scale_prior must be a pair (alpha, beta), got {scale_prior!r}") from exc
+        if not (np.isfinite(alpha) and alpha > -1.0 and np.isfinite(beta) and beta > 0.0):
+            raise ValueError(f"scale_prior must have alpha > -1 and beta > 0, got {scale_prior!r}")
+        prior = (alpha, beta)
+    floor = None if min_scale is None else check_positive(min_scale, "min_scale")
+    return prior, floor
+
+
 def fit_prototypes(
     x: Any,
     means_init: Any,
@@ -410,6 +434,8 @@ def fit_prototypes(
     normalize: bool = False,
     background: bool = False,
     log_volume: Any = None,
+    scale_prior: Any = None,
+    min_scale: float | None = None,
     record_responsibilities: bool = False,
 ) -> PrototypeFit:
     """Full-batch gradient descent ``mu <- mu - lr * d loss / d mu`` on the mean per-sample loss.
@@ -442,6 +468,15 @@ def fit_prototypes(
         by ``log K`` and the scales grow without bound.
     weight_decay : float >= 0
         With learned scales, add ``weight_decay * sum_j a_j^2`` to the loss.
+    scale_prior : (alpha, beta), optional
+        With learned scales, a conjugate inverse-gamma prior ``IG(alpha, beta)`` on each
+        ``sigma_j^2``: ``(beta a_j^2 - 2 (alpha + 1) log a_j) / N`` is added to the mean loss, so the
+        fit is the maximum a posteriori one (MAP-EM's objective; Ormoneit and Tresp 1998, Fraley and
+        Raftery 2007). ``alpha > -1`` and ``beta > 0``; weight decay is the improper case ``alpha = -1``,
+        ``beta = N * weight_decay``.
+    min_scale : float > 0, optional
+        With learned scales, a variance floor: after each step ``sigma_j`` is raised to ``min_scale``
+        where it fell below it (a projection).
     normalize : bool
         With learned scales, rescale the distances so that their mean is ``D / 2`` (a
         normalization layer; gradients flow through the statistic).
@@ -474,6 +509,7 @@ def fit_prototypes(
     if not isinstance(record_responsibilities, bool):
         raise ValueError(f"record_responsibilities must be a bool, got {record_responsibilities!r}")
     wd = _check_fit_options(objective, gradient, scales_init, logdet, weight_decay, normalize, background, log_volume, s)
+    prior, floor = _check_scale_remedies(scale_prior, min_scale, scales_init)
     x, m = x.detach(), m.detach()
     single = x.ndim == 2 and m.ndim == 2
     if m.ndim == 2 and x.ndim == 3:
@@ -484,7 +520,8 @@ def fit_prototypes(
         if scales_init is not None:
             if not single:
                 raise ValueError("learned scales (scales_init) are fitted for one run: x (N, D) and means_init (K, D)")
-            _fit_scaled(x, m, _check_sigma_vector(scales_init, m.shape[0], "scales_init", x), logdet, wd, normalize, eta, rec)
+            _fit_scaled(x, m, _check_sigma_vector(scales_init, m.shape[0], "scales_init", x), logdet, wd, normalize, eta, rec,
+                        prior, floor)
             return rec.build(False, **options)
         xb = x[None] if x.ndim == 2 else x
         mb = m[None] if m.ndim == 2 else m

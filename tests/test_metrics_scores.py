@@ -452,3 +452,15 @@ def test_mcnemar_exact_rejects_bad_input():
         M.mcnemar_exact([2, 0], [1, 0])
     with pytest.raises(ValueError, match="a"):
         M.mcnemar_exact([], [])
+
+
+def test_class_gaussians_volume_ablation():
+    X, y = _two_class_data()
+    gp = M.fit_class_gaussians(X, y, 2, shared=False)
+    with_v, without = gp.energies(X), gp.energies(X, volume=False)
+    np.testing.assert_allclose(with_v - without, np.broadcast_to(gp.logdets, with_v.shape), rtol=1e-12)
+    np.testing.assert_allclose(M.mahalanobis_score(X, gp, volume=False), -without.min(1))
+    g = M.fit_class_gaussians(X, y, 2, shared=True)  # tied covariances have no volume term to drop
+    np.testing.assert_array_equal(g.energies(X), g.energies(X, volume=False))
+    with pytest.raises(ValueError, match="^volume "):
+        gp.energies(X, volume=1)
