@@ -35,6 +35,8 @@ __all__ = [
     "objective_distances",
     "relu",
     "abs_via_relu",
+    "UnitPairing",
+    "unit_pairing",
     "affine_abs",
     "PrincipalAffine",
     "principal_affine",
@@ -109,6 +111,90 @@ def abs_via_relu(z: ArrayLike) -> ArrayLike:
     if is_torch(z):
         return torch.relu(z) + torch.relu(-z)
     return np.maximum(z, 0.0) + np.maximum(-z, 0.0)
+
+
+@dataclass(frozen=True)
+class UnitPairing:
+    """How close a layer of units ``a_k = w_k^T x + b_k`` comes to holding the pairs that
+    ``|a| = relu(a) + relu(-a)`` needs (:func:`unit_pairing`).
+
+    Attributes
+    ----------
+    partner_cosine
+        (H,) for each unit, the smallest cosine between its ``(w_k, b_k)`` and another unit's: -1 when
+        some unit is an exact mirror ``(w_l, b_l) = -c (w_k, b_k)``, ``c > 0``.
+    partner
+        (H,) int, the index of that most anti-aligned unit.
+    aligned_cosine
+        (H,) the largest cosine with another unit (the control: how aligned units are at all).
+    partner_correlation, aligned_correlation
+        (H,) the same over data: the smallest and largest correlation of unit ``k``'s pre-activations
+        ``a_k(x_i)`` with another unit's, over the points ``x`` (``None`` without points).
+    """
+
+    partner_cosine: np.ndarray
+    partner: np.ndarray
+    aligned_cosine: np.ndarray
+    partner_correlation: np.ndarray | None = None
+    aligned_correlation: np.ndarray | None = None
+
+    def pairs(self, threshold: float = -0.9) -> int:
+        """The number of units whose most anti-aligned partner has cosine ``<= threshold``."""
+        return int((self.partner_cosine <= threshold).sum())
+
+
+def _extreme_offdiagonal(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo, hi = c.copy(), c.copy()
+    np.fill_diagonal(lo, np.inf)
+    np.fill_diagonal(hi, -np.inf)
+    return lo.min(1), lo.argmin(1), hi.max(1)
+
+
+def unit_pairing(weight: Any, bias: Any, x: Any = None) -> UnitPairing:
+    """Anti-aligned pairs in a layer of ``H`` units ``a_k = weight[k] @ x + bias[k]``.
+
+    Pairs with ``(w_l, b_l) = -c (w_k, b_k)`` are what a ReLU layer needs to compute
+    ``|a_k| = relu(a_k) + relu(-a_k)`` (up to the scale ``c``, which the next layer can absorb). For
+    every unit the measure is the most negative cosine between its ``(w_k, b_k)`` and another unit's
+    (the criterion of Shang et al. 2016 for convolution filters), and, with points ``x``, the most
+    negative correlation of the pre-activations over the points. Nothing is maximized or minimized.
+
+    Parameters
+    ----------
+    weight : (H, F) array or tensor, H >= 2 units of F inputs
+    bias : (H,)
+    x : optional (N, F) points, N >= 2
+
+    Returns
+    -------
+    UnitPairing
+    """
+    W = as_float_array(weight, "weight", ndim=2)
+    W = to_numpy(W, np.float64)
+    b = to_numpy(as_float_array(bias, "bias", ndim=1), np.float64)
+    if W.shape[0] < 2:
+        raise ValueError(f"weight must hold at least 2 units, got shape {W.shape}")
+    if b.shape[0] != W.shape[0]:
+        raise ValueError(f"bias must have {W.shape[0]} entries (one per unit), got shape {b.shape}")
+    v = np.concatenate([W, b[:, None]], 1)
+    norms = np.linalg.norm(v, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("weight and bias must not hold a unit that is zero everywhere")
+    v = v / norms[:, None]
+    lo, arg, hi = _extreme_offdiagonal(v @ v.T)
+    corr_lo = corr_hi = None
+    if x is not None:
+        xa = to_numpy(as_float_array(x, "x", ndim=2), np.float64)
+        if xa.shape[1] != W.shape[1] or xa.shape[0] < 2:
+            raise ValueError(f"x must have shape (N >= 2, {W.shape[1]}), got {xa.shape}")
+        a = xa @ W.T + b
+        a = a - a.mean(0)
+        sd = np.linalg.norm(a, axis=0)
+        if np.any(sd == 0):
+            raise ValueError("x must not leave a unit constant (its correlation is undefined)")
+        a = a / sd
+        corr_lo, _, corr_hi = _extreme_offdiagonal(a.T @ a)
+    return UnitPairing(lo, arg, hi, corr_lo, corr_hi)
 
 
 def _as_kind(value: Any, like: ArrayLike) -> ArrayLike:

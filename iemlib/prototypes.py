@@ -53,6 +53,8 @@ __all__ = [
     "prototype_loss",
     "prototype_loss_gradient",
     "em_mean_update",
+    "CoincidentStability",
+    "coincident_stability",
     "Coverage",
     "coverage",
     "CoverageTable",
@@ -628,6 +630,100 @@ def em_mean_update(x: Any, means: Any, sigma: float = 1.0, n_steps: int = 1) -> 
             new = torch.einsum("bnk,bnd->bkd", r, xb) / torch.where(Nj > 0, Nj, 1.0)[..., None]
             m = torch.where((Nj > 0)[..., None], new, m)
         return to_numpy(m).copy()
+
+
+@dataclass(frozen=True)
+class CoincidentStability:
+    """Whether the coincident solution of the prototype loss is stable (:func:`coincident_stability`).
+
+    The coincident solution puts every prototype on the data mean. It is a fixed point of gradient
+    descent on :func:`prototype_loss` (``"lse"``) and of :func:`em_mean_update` at every width; it is a
+    local maximum of the mean objective ``(1/N) sum_i log sum_j exp(-d_ij)`` (maximized) when
+    ``lambda_max < sigma^2`` and a saddle when ``lambda_max > sigma^2`` (the critical temperature of
+    deterministic annealing, ``T_c = 2 lambda_max`` with ``T = 2 sigma^2``). ``[B]`` for a batch.
+
+    Attributes
+    ----------
+    lambda_max
+        ([B]) the largest eigenvalue of the data covariance ``(1/N) sum_i (x_i - xbar)(x_i - xbar)^T``.
+    direction
+        ([B,] D) its unit eigenvector, the direction along which the prototypes first split.
+    sigma, n_components
+        the width and the number of prototypes K.
+    ratio
+        ([B]) ``lambda_max / sigma^2``: above one the coincident solution is unstable.
+    unstable
+        ([B]) bool, ``ratio > 1``.
+    curvature
+        ([B]) the largest eigenvalue of the Hessian of the mean objective (maximized) with respect to
+        the prototypes at the coincident solution, ``(lambda_max - sigma^2) / (K sigma^4)``; positive
+        means a direction of ascent, so the solution is a saddle.
+    hessian_eigenvalues
+        ([B,] K D) every eigenvalue of that Hessian, ascending: ``(lambda_d - sigma^2) / (K sigma^4)``
+        with multiplicity ``K - 1`` for each eigenvalue ``lambda_d`` of the covariance (prototypes
+        moving apart) and ``-1 / (K sigma^2)`` with multiplicity ``D`` (all moving together).
+    """
+
+    lambda_max: np.ndarray | float
+    direction: np.ndarray
+    sigma: float
+    n_components: int
+    ratio: np.ndarray | float
+    unstable: np.ndarray | bool
+    curvature: np.ndarray | float
+    hessian_eigenvalues: np.ndarray
+
+    def em_multiplier(self) -> np.ndarray | float:
+        """([B]) the factor by which one EM mean update multiplies a small split along
+        ``direction``: ``lambda_max / sigma^2`` (the EM map's Jacobian there is ``C / sigma^2``
+        on splits, 0 on common moves)."""
+        return self.ratio
+
+    def gradient_multiplier(self, lr: float) -> np.ndarray | float:
+        """([B]) the factor by which one gradient-descent step of size ``lr`` on the loss multiplies
+        a small split along ``direction``: ``1 + lr * curvature``."""
+        return 1.0 + check_positive(lr, "lr") * self.curvature
+
+
+def coincident_stability(x: Any, sigma: float = 1.0, n_components: int = 3) -> CoincidentStability:
+    """Stability of the coincident solution (every prototype at the data mean) of the loss
+    ``-(1/N) sum_i log sum_j exp(-||x_i - mu_j||^2 / (2 sigma^2))`` (minimized), from the data's
+    covariance alone (no fitting).
+
+    At the coincident solution ``r_ij = 1/K``, and the Hessian of the mean objective (maximized) with
+    respect to the prototypes is ``(1/K) [(I_K - 11^T/K) kron C / sigma^4 - I_K kron I_D / sigma^2]``,
+    with ``C`` the data covariance (normalized by ``N``). Its largest eigenvalue is
+    ``(lambda_max(C) - sigma^2) / (K sigma^4)``.
+
+    Parameters
+    ----------
+    x : (N, D), or (B, N, D) one data set per run
+    sigma : float > 0
+    n_components : int >= 2, the number of prototypes K
+
+    Returns
+    -------
+    CoincidentStability (scalars and (D,) arrays for one data set).
+    """
+    xa = as_numpy(x, "x", ndim=(2, 3))
+    s = check_positive(sigma, "sigma")
+    K = check_int(n_components, "n_components", minimum=2)
+    xb = xa[None] if xa.ndim == 2 else xa
+    if xb.shape[1] < 2:
+        raise ValueError(f"x must hold at least 2 points, got shape {xa.shape}")
+    y = xb - xb.mean(1, keepdims=True)
+    cov = np.einsum("bnd,bne->bde", y, y) / xb.shape[1]
+    lam, vec = np.linalg.eigh(cov)  # ascending
+    s2 = s * s
+    split = (lam - s2) / (K * s2 * s2)  # (B, D)
+    common = np.full_like(lam, -1.0 / (K * s2))
+    hess = np.sort(np.concatenate([np.repeat(split, K - 1, axis=1), common], 1), axis=1)
+    lam_max = lam[:, -1]
+    out = dict(lambda_max=lam_max, direction=vec[:, :, -1], ratio=lam_max / s2,
+               unstable=lam_max > s2, curvature=split[:, -1], hessian_eigenvalues=hess)
+    if xa.ndim == 2:
+        out = {k: (v[0].item() if v.ndim == 1 else v[0]) for k, v in out.items()}
+    return CoincidentStability(sigma=s, n_components=K, **out)
 
 
 # ================================================================================================

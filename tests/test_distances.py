@@ -240,3 +240,50 @@ def test_principal_affine_is_a_frozen_dataclass_that_unpacks():
     np.testing.assert_allclose(np.abs(W), [[0.0, 1.0], [0.5, 0.0]], atol=1e-15)  # rows v_k^T / sqrt(lambda_k), ascending
     with pytest.raises(AttributeError):
         pa.W = None
+
+
+# ---- paired units (|a| = relu(a) + relu(-a)) ----------------------------------------------------
+def test_unit_pairing_finds_exact_mirrors_and_brute_force():
+    from iemlib.distances import unit_pairing
+
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(6, 5))
+    b = rng.normal(size=6)
+    W[3], b[3] = -2.5 * W[0], -2.5 * b[0]  # unit 3 mirrors unit 0
+    x = rng.normal(size=(40, 5))
+    p = unit_pairing(W, b, x)
+    assert p.partner[0] == 3 and p.partner[3] == 0
+    assert np.isclose(p.partner_cosine[0], -1.0) and np.isclose(p.partner_correlation[0], -1.0)
+    assert p.pairs(-0.9) >= 2
+    v = np.c_[W, b] / np.linalg.norm(np.c_[W, b], axis=1, keepdims=True)
+    c = v @ v.T
+    for k in range(6):
+        others = np.delete(c[k], k)
+        assert np.isclose(p.partner_cosine[k], others.min())
+        assert np.isclose(p.aligned_cosine[k], others.max())
+    assert unit_pairing(W, b).partner_correlation is None
+
+
+@given(hnp.arrays(np.float64, (5, 4), elements=st.floats(-3, 3)),
+       hnp.arrays(np.float64, (5,), elements=st.floats(0.1, 4)))
+def test_unit_pairing_ignores_positive_scale_of_units(W, scale):
+    from iemlib.distances import unit_pairing
+
+    W = W + np.eye(5, 4)  # no zero unit
+    b = np.linspace(-1, 1, 5)
+    p = unit_pairing(W, b)
+    q = unit_pairing(W * scale[:, None], b * scale)
+    assert np.allclose(p.partner_cosine, q.partner_cosine, atol=1e-12)
+
+
+def test_unit_pairing_validation():
+    from iemlib.distances import unit_pairing
+
+    with pytest.raises(ValueError, match="weight"):
+        unit_pairing(np.ones((1, 3)), np.ones(1))
+    with pytest.raises(ValueError, match="bias"):
+        unit_pairing(np.ones((2, 3)), np.ones(3))
+    with pytest.raises(ValueError, match="x"):
+        unit_pairing(np.eye(2, 3), np.ones(2), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="weight"):
+        unit_pairing(np.array([[np.inf, 1.0], [1.0, 0.0]]), np.ones(2))

@@ -840,3 +840,80 @@ def test_scale_remedies_bad_input(mixture, kw, match):
     x, mu0 = mixture
     with pytest.raises(ValueError, match=match):
         P.fit_prototypes(x, mu0, scales_init=torch.ones(3, dtype=F64), **kw)
+
+
+# ---- stability of the coincident solution (chapter 1's critical width) -------------------------
+def _coincident(x: np.ndarray, K: int) -> torch.Tensor:
+    return torch.tensor(np.tile(x.mean(0), (K, 1)), dtype=F64)
+
+
+@pytest.mark.parametrize("K,sigma,seed", [(2, 1.0, 0), (3, 1.5, 1), (4, 0.8, 2)])
+def test_coincident_hessian_matches_autograd_and_finite_differences(K, sigma, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(80, 3)) @ np.diag([1.6, 1.0, 0.5])
+    st_ = P.coincident_stability(x, sigma, K)
+    mu = _coincident(x, K)
+
+    def objective(m):  # mean log-sum-exp objective, maximized
+        return -P.prototype_loss(x, m.reshape(K, 3), sigma)
+
+    H = torch.autograd.functional.hessian(objective, mu.reshape(-1)).numpy()
+    assert np.allclose(np.linalg.eigvalsh(H), st_.hessian_eigenvalues, atol=1e-12)
+    # finite differences of the closed-form gradient of the objective (= minus the loss gradient)
+    h, n = 1e-5, K * 3
+    Hfd = np.zeros((n, n))
+    for a in range(n):
+        e = np.zeros(n)
+        e[a] = h
+        gp = -P.prototype_loss_gradient(x, (mu.numpy().ravel() + e).reshape(K, 3), sigma)
+        gm = -P.prototype_loss_gradient(x, (mu.numpy().ravel() - e).reshape(K, 3), sigma)
+        Hfd[:, a] = (gp - gm).ravel() / (2 * h)
+    assert np.allclose(Hfd, H, atol=1e-7)
+    assert math.isclose(st_.curvature, st_.hessian_eigenvalues[-1], abs_tol=1e-15)
+    assert st_.unstable == (st_.curvature > 0) == (st_.ratio > 1)
+
+
+def test_coincident_solution_is_a_fixed_point_and_em_multiplier():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 2)) * np.array([2.0, 0.7])
+    sigma, K = 1.2, 3
+    st_ = P.coincident_stability(x, sigma, K)
+    mu = _coincident(x, K)
+    assert np.abs(P.prototype_loss_gradient(x, mu, sigma)).max() < 1e-14
+    assert np.abs(P.em_mean_update(x, mu, sigma) - mu.numpy()).max() < 1e-13
+    # a small split along the principal direction: EM multiplies it by lambda_max / sigma^2,
+    # a gradient step by 1 + lr * curvature (to first order)
+    eps = 1e-6 * np.outer([1.0, -1.0, 0.0], st_.direction)
+    em = P.em_mean_update(x, mu.numpy() + eps, sigma)
+    split = (em - em.mean(0))[0] @ st_.direction
+    assert math.isclose(split / 1e-6, st_.em_multiplier(), rel_tol=1e-4)
+    gd = mu.numpy() + eps - 0.5 * P.prototype_loss_gradient(x, mu.numpy() + eps, sigma)
+    split = (gd - gd.mean(0))[0] @ st_.direction
+    assert math.isclose(split / 1e-6, st_.gradient_multiplier(0.5), rel_tol=1e-6)
+
+
+def test_coincident_stability_batch_and_validation():
+    rng = np.random.default_rng(4)
+    xb = rng.normal(size=(3, 50, 2)) * np.array([[[0.5, 0.5]], [[1.0, 1.0]], [[2.0, 1.0]]])
+    batch = P.coincident_stability(xb, 1.0, 3)
+    single = [P.coincident_stability(x_, 1.0, 3) for x_ in xb]
+    assert np.allclose(batch.lambda_max, [s_.lambda_max for s_ in single])
+    assert batch.unstable.tolist() == [s_.unstable for s_ in single]
+    with pytest.raises(ValueError, match="sigma"):
+        P.coincident_stability(xb[0], 0.0)
+    with pytest.raises(ValueError, match="n_components"):
+        P.coincident_stability(xb[0], 1.0, 1)
+    with pytest.raises(ValueError, match="x"):
+        P.coincident_stability(np.array([[np.nan, 1.0], [0.0, 1.0]]), 1.0)
+    with pytest.raises(ValueError, match="lr"):
+        batch.gradient_multiplier(-1.0)
+
+
+@given(st.floats(0.2, 5.0), st.floats(0.3, 3.0))
+def test_coincident_threshold_is_lambda_max_against_sigma_squared(scale, sigma):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2)) * scale
+    st_ = P.coincident_stability(x, sigma, 3)
+    lam = np.linalg.eigvalsh(np.cov(x.T, ddof=0))[-1]
+    assert math.isclose(st_.lambda_max, lam, rel_tol=1e-12)
+    assert st_.unstable == (lam > sigma**2)
