@@ -171,6 +171,39 @@ class ChapterNumbers(SphinxPostTransform):
             sof.insert(0, nodes.raw("", tex + "\n", format="latex"))
 
 
+class SiteNumbers(SphinxPostTransform):
+    """A ``{numref}`` to a chapter, a section or an exercise prints the number the site prints.
+
+    The LaTeX writer renders a numbered reference as ``\\ref{label}`` and leaves the number to LaTeX. For an
+    exercise LaTeX has no number and no anchor (sphinx-exercise emits neither; the PDF printed "??"), so the
+    reference becomes the site's text, unlinked. For a chapter or section, the text is set from the site's
+    section numbers (the same that ChapterNumbers prints in the chapter heads) and stays linked. Runs before
+    TableWidths, so that a table's columns are sized for the text they will print. Figures keep LaTeX's ``\\ref``.
+    """
+
+    builders = ("latex",)
+    default_priority = 790
+
+    def run(self, **kwargs) -> None:
+        exercises = {lid for numbers in self.env.toc_fignumbers.values() for lid in numbers.get("exercise", {})}
+        labels = self.env.domaindata["std"]["labels"]
+        by_id = {lid: doc for doc, lid, _ in labels.values()}
+        for ref in list(self.document.findall(addnodes.number_reference)):
+            target = ref.get("refid") or ref.get("refuri", "").rpartition("#")[2]
+            fmt = ref.get("title", "%s")
+            if target in exercises:
+                ref.replace_self(nodes.inline("", ref.astext()))
+                continue
+            doc = by_id.get(target)
+            secs = self.env.toc_secnumbers.get(doc, {}) if doc else {}
+            number = secs.get(f"#{target}") or (secs.get("") if labels.get(target, ("",))[0] == doc else None)
+            if not number or "%s" not in fmt:
+                continue
+            link = nodes.reference("", "", internal=True, **{k: ref[k] for k in ("refid", "refuri") if k in ref})
+            link += nodes.Text(fmt.replace("%s", ".".join(map(str, number))))
+            ref.replace_self(link)
+
+
 #: Text width of the PDF in pt (letter paper, 1 in margins: 6.5 in) and the font sizes (pt) a table may use,
 #: with the column padding (\\tabcolsep, pt) that goes with each.
 TEXT_WIDTH_PT = 469.0
@@ -381,6 +414,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", _builder_inited, priority=600)  # after sphinx-jupyterbook-latex's (500)
     app.connect("env-get-updated", _numbers_assigned, priority=900)  # after the toctree collector (500)
     app.add_post_transform(ChapterNumbers)
+    app.add_post_transform(SiteNumbers)
     app.add_post_transform(TableWidths)
     app.add_post_transform(OneBibliography)
     app.add_post_transform(FitEquations)
