@@ -10,18 +10,21 @@ Modules:
   two settling steps;
 - ``iemlib.attention.hopfield``: where Theorem 1 applies to attention literally;
 - ``iemlib.attention.trainer``: the batched EM-vs-SGD trainer (row layout, ``x @ W``);
-- ``iemlib.attention.reference``: a plain per-seed loop to time the trainer against.
+- ``iemlib.attention.reference``: a plain per-seed loop to time the trainer against;
+- ``iemlib.attention.baselines``: the best head with attention frozen uniform (chapter 8's reference line).
 
 The experiment of chapter 8 (its configurations, controls and archive) is
 :mod:`iemlib.experiments.em_vs_sgd`.
 """
 
-from . import diagnostics, head, hopfield, reference, toy, trainer
-from .diagnostics import *  # noqa: F401,F403 (each module's __all__)
+from . import baselines, diagnostics, head, hopfield, reference, toy, trainer
+from .baselines import *  # noqa: F401,F403 (each module's __all__)
+from .diagnostics import *  # noqa: F401,F403
 from .head import *  # noqa: F401,F403
 from .hopfield import *  # noqa: F401,F403
 from .reference import *  # noqa: F401,F403
 from .toy import *  # noqa: F401,F403
 from .trainer import *  # noqa: F401,F403
 
-__all__ = [*head.__all__, *toy.__all__, *diagnostics.__all__, *hopfield.__all__, *trainer.__all__, *reference.__all__]
+__all__ = [*head.__all__, *toy.__all__, *diagnostics.__all__, *hopfield.__all__, *trainer.__all__, *reference.__all__,
+           *baselines.__all__]
