@@ -24,14 +24,22 @@ computations from here. One concept per module:
 The names below are the public face: what chapters call often.
 """
 
+import sys as _sys
+
 from . import attention, distances, gradcheck, markov, metrics, mixture, objectives, prototypes
 from .mixture import GaussianMixtureEM, ImplicitEM
 from .objectives import cross_entropy, cross_entropy_gradient, lse, lse_gradient, responsibilities
 from .prototypes import PrototypeFit, fit_prototypes
 from .runtime import resolve_device, single_threaded
 
+#: The closed forms of the identities (Theorem 1's relatives, the volume-corrected identity) live in
+#: ``gradcheck``; ``iemlib.identities`` is the same module under the name the papers' identities go by
+#: (``iemlib.identities.volume_corrected_gradient``; ``import iemlib.identities`` works too).
+identities = gradcheck
+_sys.modules[__name__ + ".identities"] = gradcheck
+
 __version__ = "0.2.0"
 __all__ = ["lse", "responsibilities", "lse_gradient", "cross_entropy", "cross_entropy_gradient",
            "GaussianMixtureEM", "ImplicitEM", "fit_prototypes", "PrototypeFit", "single_threaded", "resolve_device",
-           "attention", "distances", "gradcheck", "markov", "metrics", "mixture", "objectives", "prototypes",
+           "attention", "distances", "gradcheck", "identities", "markov", "metrics", "mixture", "objectives", "prototypes",
            "__version__"]

@@ -23,7 +23,9 @@ absolute error divided by the spacing of floating-point numbers at the reference
 
 The module also holds the closed forms of the related identities that chapter 3 checks (the
 gradients of a log-determinant and of a Gaussian log-density with respect to the covariance;
-the attention gradients live in :mod:`iemlib.attention`), Fisher's identity, and
+the attention gradients live in :mod:`iemlib.attention`), Fisher's identity, the
+volume-corrected identity of the implicit-EM paper's 2026 revision (its section 3.4;
+:func:`volume_corrected_gradient`, also reachable as ``iemlib.identities``), and
 :func:`max_relative_error`, the error measure of chapter 5's closed-form attention gradients.
 """
 
@@ -35,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ._validation import ArrayLike, as_float_array, check_int, check_positive, is_torch, to_numpy
+from ._validation import ArrayLike, as_float_array, as_numpy, check_int, check_positive, is_torch, to_numpy
 from .objectives import lse, lse_gradient
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "gaussian_logpdf",
     "gaussian_logpdf_cov_gradient",
     "fisher_identity",
+    "volume_corrected_objective",
+    "volume_corrected_gradient",
     "max_relative_error",
 ]
 
@@ -488,6 +492,88 @@ def fisher_identity(log_joint: Callable[[torch.Tensor], torch.Tensor], theta: Ar
         if gj is not None:
             right = right + post[j] * gj
     return left.numpy(), right.numpy()
+
+
+def _check_volume_args(W: Any, b: Any, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate the arguments of the volume-corrected identity; float64 numpy copies."""
+    W_ = as_numpy(W, "W", ndim=3)
+    K, D, D2 = W_.shape
+    if D != D2:
+        raise ValueError(f"W must have shape (K, D, D) with square W_j, got {W_.shape}")
+    b_ = as_numpy(b, "b", ndim=2)
+    if b_.shape != (K, D):
+        raise ValueError(f"b must have shape (K, D) = {(K, D)} to match W, got {b_.shape}")
+    x_ = as_numpy(x, "x", ndim=1)
+    if x_.shape != (D,):
+        raise ValueError(f"x must have shape (D,) = {(D,)} to match W, got {x_.shape}")
+    sign, _ = np.linalg.slogdet(W_)
+    if (sign == 0).any() or (np.linalg.cond(W_) > 1e12).any():
+        bad = int(np.flatnonzero((sign == 0) | (np.linalg.cond(W_) > 1e12))[0])
+        raise ValueError(f"W[{bad}] must be invertible (well conditioned): log|det W_j| needs it")
+    return W_, b_, x_
+
+
+def volume_corrected_objective(W: ArrayLike, b: ArrayLike, x: ArrayLike) -> ArrayLike:
+    """The objective (maximized) ``L = log sum_j exp(log|det W_j| - ||W_j x + b_j||^2 / 2)``.
+
+    With ``Sigma_j^{-1} = W_j^T W_j`` and ``mu_j = -W_j^{-1} b_j`` it is the log-likelihood of ``x``
+    under an equal-weight mixture of full Gaussians ``N(mu_j, Sigma_j)``, up to the constant
+    ``-D log(2 pi) / 2 - log K``: ``log|det W_j| = -log det(Sigma_j) / 2`` is the volume term and
+    ``d_j = ||W_j x + b_j||^2 / 2 - log|det W_j|`` the distance (energy) of component ``j``. Torch
+    input keeps its graph, so autograd can differentiate it.
+
+    Parameters
+    ----------
+    W : (K, D, D) invertible matrices; b : (K, D); x : (D,)
+
+    Returns
+    -------
+    A scalar of the kind of ``W`` (a 0-d tensor or a float).
+    """
+    _check_volume_args(W, b, x)
+    if is_torch(W):
+        b_t = b if is_torch(b) else torch.as_tensor(np.asarray(b), dtype=W.dtype)
+        x_t = x if is_torch(x) else torch.as_tensor(np.asarray(x), dtype=W.dtype)
+        z = W @ x_t + b_t
+        d = 0.5 * (z**2).sum(-1) - torch.linalg.slogdet(W)[1]
+        return torch.logsumexp(-d, 0)
+    W_, b_, x_ = (np.asarray(a, dtype=np.float64) for a in (W, b, x))
+    z = W_ @ x_ + b_
+    d = 0.5 * (z**2).sum(-1) - np.linalg.slogdet(W_)[1]
+    return float(lse(d))
+
+
+def volume_corrected_gradient(W: ArrayLike, b: ArrayLike, x: ArrayLike) -> ArrayLike:
+    """Closed form of ``dL/dW_j = r_j (W_j^{-T} - z_j x^T)`` for the objective (maximized)
+    :func:`volume_corrected_objective`, ``L = log sum_j exp(log|det W_j| - ||W_j x + b_j||^2 / 2)``.
+
+    Here ``z_j = W_j x + b_j`` and ``r_j = exp(-d_j) / sum_k exp(-d_k)`` are the responsibilities
+    of the terms, with ``d_j = ||z_j||^2 / 2 - log|det W_j|``. It is Theorem 1 (``dL/dd_j = -r_j``)
+    times ``dd_j/dW_j = z_j x^T - W_j^{-T}``: the data term pulls, the volume term ``W_j^{-T}``
+    pushes back (the volume-corrected identity of the implicit-EM paper's 2026 revision, its
+    section 3.4). The gradient with respect to ``b_j`` would be ``-r_j z_j``.
+
+    Parameters
+    ----------
+    W : (K, D, D) invertible matrices (numpy or torch); b : (K, D); x : (D,)
+
+    Returns
+    -------
+    (K, D, D), the kind and dtype of ``W``. Computed in float64.
+
+    Raises
+    ------
+    ValueError
+        If a shape does not match, an input is not finite, or some ``W_j`` is singular.
+    """
+    W_, b_, x_ = _check_volume_args(W, b, x)
+    z = W_ @ x_ + b_  # (K, D)
+    d = 0.5 * (z**2).sum(-1) - np.linalg.slogdet(W_)[1]
+    r = lse_gradient(d) * -1.0  # dL/dd_j = -r_j  (Theorem 1)
+    g = r[:, None, None] * (np.linalg.inv(W_).transpose(0, 2, 1) - z[:, :, None] * x_[None, None, :])
+    if is_torch(W):
+        return torch.as_tensor(g, dtype=W.dtype)
+    return g.astype(np.asarray(W).dtype)
 
 
 def max_relative_error(a: ArrayLike, b: ArrayLike) -> float:

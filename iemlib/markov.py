@@ -40,6 +40,8 @@ __all__ = [
     "sample_sequence",
     "make_dataset",
     "bayes_filter_predictive",
+    "BayesFilter",
+    "bayes_filter",
     "transition_mle",
 ]
 
@@ -309,7 +311,55 @@ def bayes_filter_predictive(
 
     Returns
     -------
-    ``(N, n)`` float64, rows summing to one.
+    ``(N, n)`` float64, rows summing to one (:func:`bayes_filter`'s ``predictive``).
+    """
+    return bayes_filter(P, mu, x, noise_std).predictive
+
+
+@dataclass(frozen=True, eq=False)
+class BayesFilter:
+    """The exact forward filter of the chain on one sequence (:func:`bayes_filter`).
+
+    Attributes
+    ----------
+    posterior
+        ``(N, n)`` ``p(y_{t-1} | x_1..x_t)``: the filter's posterior over the hidden symbol behind
+        ``x_t``.
+    log_posterior
+        ``(N, n)`` its logarithm, computed in the log domain (finite where the posterior underflows).
+    entropy
+        ``(N,)`` the posterior's entropy in nats.
+    predictive
+        ``(N, n)`` ``p(y_t | x_1..x_t) = posterior @ P``.
+    """
+
+    posterior: np.ndarray
+    log_posterior: np.ndarray
+    entropy: np.ndarray
+    predictive: np.ndarray
+
+
+def bayes_filter(
+    P: np.ndarray | torch.Tensor,
+    mu: np.ndarray | torch.Tensor,
+    x: np.ndarray | torch.Tensor,
+    noise_std: float = 1.0,
+) -> BayesFilter:
+    """Exact HMM forward filter: posterior over the hidden symbol and predictive at every position.
+
+    The hidden state behind ``x_t`` is ``y_{t-1}`` (emission ``N(mu_{y_{t-1}}, noise_std² I)``),
+    and ``y_t`` follows ``P``; the start state is uniform. Nothing is fitted: this is Bayes' rule
+    applied exactly, position by position.
+
+    Parameters
+    ----------
+    P : ``(n, n)`` transition matrix; mu : ``(n, d_x)`` symbol means; x : ``(N, d_x)`` inputs;
+    noise_std : the emission noise's standard deviation.
+
+    Returns
+    -------
+    BayesFilter
+        float64 numpy arrays.
     """
     P = _check_stochastic(P)
     mu = as_numpy(mu, "mu", ndim=2)
@@ -321,13 +371,18 @@ def bayes_filter_predictive(
     n = P.shape[0]
     prior = np.full(n, 1.0 / n)  # p(y_0): uniform start
     out = np.empty((x.shape[0], n))
+    post_all = np.empty_like(out)
+    logpost = np.empty_like(out)
     for t in range(x.shape[0]):
         lw = np.log(np.maximum(prior, 1e-300)) + loglik[t]
         w = np.exp(lw - lw.max())
         post = w / w.sum()  # p(y_{t-1} | x_1..x_t)
+        post_all[t] = post
+        logpost[t] = lw - lw.max() - np.log(w.sum())
         out[t] = post @ P  # p(y_t | x_1..x_t)
         prior = out[t]
-    return out
+    entropy = -(post_all * logpost).sum(1)
+    return BayesFilter(posterior=post_all, log_posterior=logpost, entropy=entropy, predictive=out)
 
 
 def transition_mle(states: np.ndarray | torch.Tensor, n_states: int) -> np.ndarray:

@@ -6,6 +6,7 @@ calibration and out-of-distribution scores with their bootstrap intervals.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -38,6 +39,10 @@ __all__ = [
     "ConfidenceInterval",
     "bootstrap_mean_ci",
     "bootstrap_metric_ci",
+    "BinomialInterval",
+    "wilson_interval",
+    "PairedBinaryTest",
+    "mcnemar_exact",
     "MultilabelScores",
     "multilabel_scores",
 ]
@@ -323,13 +328,14 @@ class ClassGaussians:
     logdets: np.ndarray
     shared: bool
 
-    def energies(self, features: Any) -> np.ndarray:
+    def energies(self, features: Any, volume: bool = True) -> np.ndarray:
         """Squared Mahalanobis distances to each class, plus ``log det Sigma_k`` when the covariances
-        are not shared (the volume term).
+        are not shared (the volume term) and ``volume`` is True.
 
         Parameters
         ----------
         features : (N, F) float array or tensor.
+        volume : bool, add the volume term of per-class covariances (``False``: the ablation without it).
 
         Returns
         -------
@@ -342,7 +348,9 @@ class ClassGaussians:
         for k in range(self.means.shape[0]):
             diff = X - self.means[k]
             m2[:, k] = ((diff @ self.precisions[k]) * diff).sum(1)
-        if not self.shared:
+        if not isinstance(volume, bool):
+            raise ValueError(f"volume must be a bool, got {volume!r}")
+        if not self.shared and volume:
             m2 = m2 + self.logdets[None, :]
         return m2
 
@@ -399,18 +407,20 @@ def fit_class_gaussians(features: Any, y: Any, n_classes: int, shared: bool = Tr
     return ClassGaussians(means=means, precisions=precisions, logdets=logdets, shared=shared)
 
 
-def mahalanobis_score(features: Any, gaussians: ClassGaussians) -> np.ndarray:
+def mahalanobis_score(features: Any, gaussians: ClassGaussians, volume: bool = True) -> np.ndarray:
     """Confidence from class Gaussians: higher for inputs close to some class.
 
     Shared covariance: ``max_k -(x - mu_k)^T P (x - mu_k)``, the negative of the smallest squared
     Mahalanobis distance (Lee et al. 2018, without their input preprocessing or layer ensemble).
     Per-class covariances: ``max_k -[(x - mu_k)^T P_k (x - mu_k) + log det Sigma_k]``, twice the
-    largest class-conditional Gaussian log-density up to a constant, so the volume term counts.
+    largest class-conditional Gaussian log-density up to a constant, so the volume term counts
+    (``volume=False`` drops it: the ablation of chapter 10).
 
     Parameters
     ----------
     features : (N, F) float array or tensor.
     gaussians : ClassGaussians of :func:`fit_class_gaussians`, fitted on F features.
+    volume : bool, keep the per-class volume term ``log det Sigma_k``.
 
     Returns
     -------
@@ -418,7 +428,7 @@ def mahalanobis_score(features: Any, gaussians: ClassGaussians) -> np.ndarray:
     """
     if not isinstance(gaussians, ClassGaussians):
         raise ValueError(f"gaussians must be a ClassGaussians (from fit_class_gaussians), got {type(gaussians).__name__}")
-    return -gaussians.energies(features).min(1)
+    return -gaussians.energies(features, volume=volume).min(1)
 
 
 # ---- metrics of a score --------------------------------------------------------------------------
@@ -622,6 +632,132 @@ def bootstrap_metric_ci(scores_in: Any, scores_out: Any, metric: Callable[[np.nd
         vals[i] = metric(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
     lo, hi = np.quantile(vals, [(1 - lv) / 2, (1 + lv) / 2])
     return ConfidenceInterval(float(metric(a, b)), float(lo), float(hi), lv)
+
+
+# ---- success counts: binomial intervals and a paired test ---------------------------------------
+@dataclass(frozen=True)
+class BinomialInterval:
+    """A success count out of ``n`` independent runs and the Wilson score interval of its rate.
+
+    Attributes
+    ----------
+    successes, n
+        the count and the number of runs.
+    estimate
+        ``successes / n``.
+    low, high
+        the Wilson score interval of the success probability at ``level``.
+    level
+        the coverage asked for (e.g. 0.95).
+    """
+
+    successes: int
+    n: int
+    estimate: float
+    low: float
+    high: float
+    level: float
+
+    def __str__(self) -> str:
+        return f"{self.successes}/{self.n} [{self.low:.2f}, {self.high:.2f}]"
+
+
+def wilson_interval(successes: Any, n: Any, level: float = 0.95) -> BinomialInterval:
+    """Wilson score interval for a binomial proportion (Wilson 1927).
+
+    The set of success probabilities ``p`` that a two-sided score test at ``1 - level`` does
+    not reject: with ``k = successes``, ``h = k / n`` and ``z`` the ``(1 + level) / 2`` normal
+    quantile, ``(h + z^2/(2n) +- z sqrt(h(1-h)/n + z^2/(4n^2))) / (1 + z^2/n)``. Unlike the
+    Wald interval it stays inside [0, 1] and is not empty at ``k = 0`` or ``k = n``.
+
+    Parameters
+    ----------
+    successes : int, 0 <= successes <= n
+    n : int >= 1, the number of independent runs
+    level : float in (0, 1), the coverage.
+
+    Returns
+    -------
+    BinomialInterval
+    """
+    from scipy.stats import norm
+
+    N = check_int(n, "n", minimum=1)
+    k = check_int(successes, "successes", minimum=0)
+    if k > N:
+        raise ValueError(f"successes must be <= n = {N}, got {k}")
+    lv = _check_level(level)
+    z = float(norm.ppf((1 + lv) / 2))
+    h = k / N
+    denom = 1 + z * z / N
+    centre = (h + z * z / (2 * N)) / denom
+    half = z * math.sqrt(h * (1 - h) / N + z * z / (4 * N * N)) / denom
+    low = 0.0 if k == 0 else min(h, max(0.0, centre - half))
+    high = 1.0 if k == N else max(h, min(1.0, centre + half))
+    return BinomialInterval(k, N, h, low, high, lv)
+
+
+@dataclass(frozen=True)
+class PairedBinaryTest:
+    """Exact McNemar test of two methods scored success/failure on the same runs (:func:`mcnemar_exact`).
+
+    Attributes
+    ----------
+    n
+        the number of paired runs.
+    successes_a, successes_b
+        successes of each method.
+    only_a, only_b
+        the discordant runs: ``a`` succeeded and ``b`` failed, and the reverse.
+    p_value
+        the two-sided exact p-value, ``min(1, 2 P(Bin(only_a + only_b, 1/2) <= min(only_a, only_b)))``
+        (1 when there is no discordant run).
+    """
+
+    n: int
+    successes_a: int
+    successes_b: int
+    only_a: int
+    only_b: int
+    p_value: float
+
+
+def mcnemar_exact(a: Any, b: Any) -> PairedBinaryTest:
+    """Exact McNemar test: do two methods, run on the same starts, succeed equally often?
+
+    Only the discordant pairs carry information; under the null hypothesis each of them favours
+    ``a`` or ``b`` with probability 1/2, so their split is Binomial(n_discordant, 1/2)
+    (McNemar 1947; the exact, conditional form).
+
+    Parameters
+    ----------
+    a, b : (R,) booleans (or 0/1), the success of each method on the same R runs.
+
+    Returns
+    -------
+    PairedBinaryTest
+    """
+    from scipy.stats import binom
+
+    x = _as_binary(a, "a")
+    y = _as_binary(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"b must have the shape of a {x.shape}, got {y.shape}")
+    only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
+    m = only_a + only_b
+    p = 1.0 if m == 0 else min(1.0, 2.0 * float(binom.cdf(min(only_a, only_b), m, 0.5)))
+    return PairedBinaryTest(len(x), int(x.sum()), int(y.sum()), only_a, only_b, p)
+
+
+def _as_binary(v: Any, name: str) -> np.ndarray:
+    if is_torch(v):
+        v = v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray) and (v.dtype == bool or np.issubdtype(v.dtype, np.integer)):
+        v = v.astype(np.float64)
+    arr = as_numpy(v, name, ndim=1)
+    if not np.isin(arr, (0.0, 1.0)).all():
+        raise ValueError(f"{name} must hold booleans or 0/1, got values {np.unique(arr)[:5].tolist()}")
+    return arr.astype(bool)
 
 
 # ---- multi-label predictions ---------------------------------------------------------------------

@@ -302,8 +302,10 @@ def _scaled_distances(x: torch.Tensor, mu: torch.Tensor, log_a: torch.Tensor, lo
     return d - D * log_a if logdet else d
 
 
-def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec):
-    """One run (K, D) with learned scales ``a_j = 1 / sigma_j`` (parametrized by ``log a_j``)."""
+def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec, prior=None, floor=None):
+    """One run (K, D) with learned scales ``a_j = 1 / sigma_j`` (parametrized by ``log a_j``).
+    ``prior = (alpha, beta)``: an inverse-gamma prior on each ``sigma_j^2``, its negative log density
+    divided by N added to the loss; ``floor``: after each step ``sigma_j >= floor``."""
     N, D = x.shape
     K = mu.shape[0]
     mu = mu.clone().requires_grad_(True)
@@ -313,6 +315,9 @@ def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec):
         e = _scaled_distances(x, mu, log_a, logdet, normalize)
         L = torch.logsumexp(-e, dim=1)
         loss = -L.mean() + wd * torch.exp(2.0 * log_a).sum()
+        if prior is not None:  # -log IG(sigma^2 | alpha, beta) = -2 (alpha + 1) log a + beta a^2 + const
+            loss = loss + prior[1] * torch.exp(2.0 * log_a).sum() / N \
+                - 2.0 * (prior[0] + 1.0) * log_a.sum() / N
         if rec.record_r:
             g_e, g_mu, g_la = torch.autograd.grad(loss, [e, mu, log_a])
         else:
@@ -330,6 +335,8 @@ def _fit_scaled(x, mu, sigma0, logdet, wd, normalize, lr, rec):
             with torch.no_grad():
                 mu -= lr * g_mu
                 log_a -= lr * g_la
+                if floor is not None:
+                    log_a.clamp_(max=-math.log(floor))
 
 
 def _fit_background(x, mu, s, log_volume, lr, rec):
@@ -394,6 +401,23 @@ def _check_fit_options(objective, gradient, scales_init, logdet, weight_decay, n
     return wd
 
 
+def _check_scale_remedies(scale_prior: Any, min_scale: Any, scales_init: Any) -> tuple[Any, Any]:
+    """Validate ``scale_prior`` (alpha > -1, beta > 0) and ``min_scale`` (> 0); both need learned scales."""
+    if (scale_prior is not None or min_scale is not None) and scales_init is None:
+        raise ValueError("scale_prior and min_scale act on learned scales: pass scales_init")
+    prior = None
+    if scale_prior is not None:
+        try:
+            alpha, beta = (float(v) for v in scale_prior)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"scale_prior must be a pair (alpha, beta), got {scale_prior!r}") from exc
+        if not (np.isfinite(alpha) and alpha > -1.0 and np.isfinite(beta) and beta > 0.0):
+            raise ValueError(f"scale_prior must have alpha > -1 and beta > 0, got {scale_prior!r}")
+        prior = (alpha, beta)
+    floor = None if min_scale is None else check_positive(min_scale, "min_scale")
+    return prior, floor
+
+
 def fit_prototypes(
     x: Any,
     means_init: Any,
@@ -410,6 +434,8 @@ def fit_prototypes(
     normalize: bool = False,
     background: bool = False,
     log_volume: Any = None,
+    scale_prior: Any = None,
+    min_scale: float | None = None,
     record_responsibilities: bool = False,
 ) -> PrototypeFit:
     """Full-batch gradient descent ``mu <- mu - lr * d loss / d mu`` on the mean per-sample loss.
@@ -442,6 +468,15 @@ def fit_prototypes(
         by ``log K`` and the scales grow without bound.
     weight_decay : float >= 0
         With learned scales, add ``weight_decay * sum_j a_j^2`` to the loss.
+    scale_prior : (alpha, beta), optional
+        With learned scales, a conjugate inverse-gamma prior ``IG(alpha, beta)`` on each
+        ``sigma_j^2``: ``(beta a_j^2 - 2 (alpha + 1) log a_j) / N`` is added to the mean loss, so the
+        fit is the maximum a posteriori one (MAP-EM's objective; Ormoneit and Tresp 1998, Fraley and
+        Raftery 2007). ``alpha > -1`` and ``beta > 0``; weight decay is the improper case ``alpha = -1``,
+        ``beta = N * weight_decay``.
+    min_scale : float > 0, optional
+        With learned scales, a variance floor: after each step ``sigma_j`` is raised to ``min_scale``
+        where it fell below it (a projection).
     normalize : bool
         With learned scales, rescale the distances so that their mean is ``D / 2`` (a
         normalization layer; gradients flow through the statistic).
@@ -474,6 +509,7 @@ def fit_prototypes(
     if not isinstance(record_responsibilities, bool):
         raise ValueError(f"record_responsibilities must be a bool, got {record_responsibilities!r}")
     wd = _check_fit_options(objective, gradient, scales_init, logdet, weight_decay, normalize, background, log_volume, s)
+    prior, floor = _check_scale_remedies(scale_prior, min_scale, scales_init)
     x, m = x.detach(), m.detach()
     single = x.ndim == 2 and m.ndim == 2
     if m.ndim == 2 and x.ndim == 3:
@@ -484,7 +520,8 @@ def fit_prototypes(
         if scales_init is not None:
             if not single:
                 raise ValueError("learned scales (scales_init) are fitted for one run: x (N, D) and means_init (K, D)")
-            _fit_scaled(x, m, _check_sigma_vector(scales_init, m.shape[0], "scales_init", x), logdet, wd, normalize, eta, rec)
+            _fit_scaled(x, m, _check_sigma_vector(scales_init, m.shape[0], "scales_init", x), logdet, wd, normalize, eta, rec,
+                        prior, floor)
             return rec.build(False, **options)
         xb = x[None] if x.ndim == 2 else x
         mb = m[None] if m.ndim == 2 else m
@@ -716,7 +753,7 @@ def far_starts(x: Any, n_components: int = 3, radius: float = 12.0, seeds: Any =
 
 @dataclass(frozen=True)
 class CoverageTable:
-    """Clusters covered per start (:func:`coverage_table`).
+    """Clusters covered per start (:func:`coverage_table`), by two criteria, with the frozen starts.
 
     Attributes
     ----------
@@ -726,20 +763,58 @@ class CoverageTable:
         the objectives, in order.
     covered
         (F, O, S) int, ``Coverage.covered`` of the fitted prototypes for family ``f``,
-        objective ``o`` and start ``s``.
+        objective ``o`` and start ``s``: the centres that are some prototype's nearest. It
+        credits a prototype wherever it sits, even one that never moved.
+    radius
+        the radius of ``within`` (``None`` when none was asked for).
+    within
+        (F, O, S) int, ``Coverage.within``: the centres with a fitted prototype closer than
+        ``radius`` (``None`` without a radius).
+    frozen_covered, frozen_within
+        (F, S) int, the same two scores of the starts themselves (no training): what a run
+        that never moves scores.
+    means_init
+        (F, S, K, D), the starts.
+    final_means
+        (F, O, S, K, D), the fitted prototypes.
     """
 
     starts: tuple[str, ...]
     objectives: tuple[str, ...]
     covered: np.ndarray
+    radius: float | None = None
+    within: np.ndarray | None = None
+    frozen_covered: np.ndarray | None = None
+    frozen_within: np.ndarray | None = None
+    means_init: np.ndarray | None = None
+    final_means: np.ndarray | None = None
 
-    def counts(self, start: str, objective: str) -> np.ndarray:
-        """The covered counts (S,) of one family of starts under one objective."""
+    def _score(self, metric: str, frozen: bool) -> np.ndarray:
+        if metric not in ("covered", "within"):
+            raise ValueError(f"metric must be 'covered' or 'within', got {metric!r}")
+        name = ("frozen_" if frozen else "") + metric
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"metric {metric!r} needs a radius: call coverage_table(..., radius=...)")
+        return value
+
+    def _family(self, start: str) -> int:
         if start not in self.starts:
             raise ValueError(f"start must be one of {self.starts}, got {start!r}")
+        return self.starts.index(start)
+
+    def counts(self, start: str, objective: str, metric: str = "covered") -> np.ndarray:
+        """The counts (S,) of one family of starts under one objective, by ``metric``
+        (``"covered"``: nearest centre; ``"within"``: a prototype within ``radius``)."""
+        f = self._family(start)
         if objective not in self.objectives:
             raise ValueError(f"objective must be one of {self.objectives}, got {objective!r}")
-        return self.covered[self.starts.index(start), self.objectives.index(objective)]
+        return self._score(metric, False)[f, self.objectives.index(objective)]
+
+    def frozen(self, start: str, metric: str = "covered") -> np.ndarray:
+        """The counts (S,) that the starts of one family score without any training."""
+        f = self._family(start)
+        return self._score(metric, True)[f]
 
 
 def coverage_table(
@@ -751,9 +826,14 @@ def coverage_table(
     sigma: float = 1.0,
     lr: float = 0.5,
     n_steps: int = 300,
+    radius: float | None = None,
 ) -> CoverageTable:
-    """Fit every family of starts under every objective (batched :func:`fit_prototypes`) and count
-    the centres covered (:func:`coverage`); every objective starts from the same prototypes.
+    """Fit every family of starts under every objective and count the centres covered
+    (:func:`coverage`); every objective starts from the same prototypes.
+
+    Each objective runs all families' starts as one batch of :func:`fit_prototypes` (the runs
+    are independent: a run's result does not depend on the others in the batch). The starts
+    themselves are scored too, as the do-nothing baseline.
 
     Parameters
     ----------
@@ -762,26 +842,45 @@ def coverage_table(
     starts : mapping of a name to an (S, K, D) stack of initial prototypes
     objectives : objectives of :data:`PROTOTYPE_OBJECTIVES`
     sigma, lr, n_steps : as :func:`fit_prototypes`
+    radius : float > 0, optional
+        Also count the centres with a prototype closer than ``radius`` (``Coverage.within``).
 
     Returns
     -------
     CoverageTable
     """
     x = as_tensor(x, "x", ndim=2)
-    as_numpy(centers, "centers", ndim=2)
+    c = as_numpy(centers, "centers", ndim=2)
     if not starts:
         raise ValueError("starts must not be empty")
+    rad = None if radius is None else check_positive(radius, "radius")
     stacks = {name: as_tensor(mu0, f"starts[{name!r}]", ndim=3) for name, mu0 in starts.items()}
     S = {v.shape[0] for v in stacks.values()}
     if len(S) != 1:
         raise ValueError(f"starts must all hold the same number of starts, got {sorted(S)}")
     objectives = tuple(objectives)
-    cov = np.array([
-        [coverage(fit_prototypes(x, mu0, objective=k, sigma=sigma, lr=lr, n_steps=n_steps, record_every=max(n_steps, 1)).final_means,
-                  centers).covered for k in objectives]
-        for mu0 in stacks.values()
-    ])
-    return CoverageTable(tuple(stacks), objectives, cov)
+    F, n = len(stacks), S.pop()
+    mu0 = torch.cat(list(stacks.values()))  # (F S, K, D)
+    final = np.stack([
+        fit_prototypes(x, mu0, objective=k, sigma=sigma, lr=lr, n_steps=n_steps,
+                       record_every=max(n_steps, 1)).final_means
+        for k in objectives
+    ])  # (O, F S, K, D)
+    fit_cov = coverage(final.reshape(-1, *final.shape[2:]), c, rad)
+    start_cov = coverage(to_numpy(mu0), c, rad)
+
+    def per_run(v: np.ndarray | None) -> np.ndarray | None:  # (O F S,) -> (F, O, S)
+        return None if v is None else v.reshape(len(objectives), F, n).transpose(1, 0, 2)
+
+    def per_start(v: np.ndarray | None) -> np.ndarray | None:  # (F S,) -> (F, S)
+        return None if v is None else v.reshape(F, n)
+
+    return CoverageTable(
+        tuple(stacks), objectives, per_run(fit_cov.covered), rad, per_run(fit_cov.within),
+        per_start(start_cov.covered), per_start(start_cov.within),
+        to_numpy(mu0).reshape(F, n, *mu0.shape[1:]),
+        final.reshape(len(objectives), F, n, *final.shape[2:]).transpose(1, 0, 2, 3, 4),
+    )
 
 
 # ================================================================================================

@@ -1,4 +1,4 @@
-"""iemlib.attention.head: the closed-form attention gradients (Aggarwal, Dalal & Misra 2025, §3) against
+"""iemlib.attention.head: the closed-form attention gradients (Agarwal, Dalal & Misra 2025, §3) against
 autograd and finite differences, the loss written from scores and values, and bad input."""
 
 from __future__ import annotations

@@ -94,3 +94,25 @@ def test_cuda_states():
     assert hopfield_update(xi, X, 2.0).device.type == "cuda"
     run = hopfield_retrieve(xi, torch.tensor(X, device="cuda"), 2.0, n_steps=2)
     np.testing.assert_allclose(run.states, hopfield_retrieve(xi.cpu().numpy(), X, 2.0, n_steps=2).states, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 10_000), beta=st.floats(0.05, 50.0))
+def test_effective_patterns_is_the_inverse_participation_of_the_update_weights(seed, beta):
+    X, rng = _patterns(seed)
+    run = hopfield_retrieve(X + 0.3 * rng.normal(size=X.shape), X, beta, n_steps=2)
+    n_eff = run.effective_patterns(X)
+    s = beta * run.states[-1] @ X.T
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(n_eff, 1.0 / (p**2).sum(1), rtol=1e-12)
+    assert n_eff.shape == (X.shape[0],) and (n_eff >= 1 - 1e-12).all() and (n_eff <= X.shape[0] + 1e-9).all()
+
+
+def test_effective_patterns_is_one_at_a_pattern_and_n_at_the_global_average():
+    X, _ = _patterns(3)
+    np.testing.assert_allclose(hopfield_retrieve(X, X, 500.0, n_steps=0).effective_patterns(X), 1.0, atol=1e-9)
+    flat = hopfield_retrieve(np.zeros((1, X.shape[1])), X, 1.0, n_steps=0)
+    np.testing.assert_allclose(flat.effective_patterns(X), X.shape[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="X"):
+        flat.effective_patterns(np.zeros(3))

@@ -285,7 +285,7 @@ def test_chapters_are_numbered_as_their_files():
                 assert re.fullmatch(rf"{k:02d}_[a-z_]+", name), f"{name} renders as chapter {k}"
             else:
                 assert not re.fullmatch(r"\d\d_[a-z_]+", name), f"{name} is a numbered chapter in an unnumbered part"
-    assert k == 10
+    assert k == 11
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -96,3 +96,18 @@ def test_confidence_vs_noise_scale():
 def test_confidence_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_scale_runs_archive_round_trip_and_shipped_archive(tmp_path, splits):
+    runs = K.train_scale_runs("linear", splits, epochs=20, lr=1.0, record_at=(0, 10, 20))
+    back = K.load_scale_runs(K.save_scale_runs(runs, tmp_path / "r.npz"))
+    for f in K.ScaleRuns.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(back, f), getattr(runs, f))
+    shipped = K.load_scale_runs()
+    assert tuple(shipped.step) == K.LINEAR_SCALE_RUN["record_at"] and shipped.scale.shape[1] == 5
+    # past separation the norm keeps growing and the training loss keeps falling
+    assert np.all(np.diff(shipped.scale[-4:], axis=0) > 0) and np.all(shipped.train_acc[-1] == 1.0)
+    with pytest.raises(ValueError, match="^path "):
+        K.load_scale_runs(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="^runs "):
+        K.save_scale_runs({}, tmp_path / "x.npz")

@@ -29,7 +29,8 @@ def test_digit_open_set_run_is_deterministic_and_in_range(run):
         assert list(run.auroc[s]) == list(S.OOD_SETS)
         assert all(0.0 <= v <= 1.0 for v in run.auroc[s].values())
         assert all(0.0 <= v <= 1.0 for v in run.fpr95[s].values())
-    assert set(run.accuracy) == {"MLP", "prototype", "prototype + reject", "pixel Gaussian, per-class"}
+    assert set(run.accuracy) == {"MLP", "prototype", "prototype + reject", "pixel Gaussian, per-class",
+                                 "pixel Gaussian, per-class, no log-det"}
     assert all(0.5 < v <= 1.0 for v in run.accuracy.values())
     # a different model (trained with tau): the reject score need not rank as the plain prototype's L
     assert run.auroc["prototype L"] != run.auroc["reject component"]
@@ -100,3 +101,21 @@ def test_open_set_scores_far_inputs_and_ranking_equivalence():
 def test_open_set_scores_bad_input(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_volume_ablation_and_reject_variants():
+    r = S.digit_open_set_run(1, mlp_epochs=20, proto_epochs=20, more_taus=(30.0,), tau_quantile=0.05)
+    assert set(r.ablation_auroc) == set(S.VOLUME_ABLATION.values()) == set(r.ablation_fpr95)
+    for d in (*r.ablation_auroc.values(), *r.ablation_fpr95.values()):
+        assert set(d) == set(S.OOD_SETS) and all(0.0 <= v <= 1.0 for v in d.values())
+    assert 0.0 <= r.accuracy["pixel Gaussian, per-class, no log-det"] <= 1.0
+    assert set(r.reject_variants) == {"tau = 30", "tau from training L (5% quantile)"}
+    v = r.reject_variants["tau from training L (5% quantile)"]
+    assert np.isfinite(v["tau"]) and set(v["auroc"]) == set(S.OOD_SETS) and 0.0 <= v["accuracy"] <= 1.0
+    # the main run is the same with or without the variants
+    plain = S.digit_open_set_run(1, mlp_epochs=20, proto_epochs=20)
+    assert plain.auroc == r.auroc and plain.reject_variants == {}
+    with pytest.raises(ValueError, match="^tau_quantile "):
+        S.digit_open_set_run(1, tau_quantile=1.5)
+    with pytest.raises(ValueError, match="^more_taus "):
+        S.digit_open_set_run(1, more_taus=(np.inf,))

@@ -378,3 +378,89 @@ def test_multilabel_scores_by_hand():
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------------------------------- success counts
+def test_wilson_interval_matches_scipy_and_hand_values():
+    from scipy.stats import binomtest
+
+    for k, n in [(0, 30), (3, 30), (20, 30), (30, 30), (1, 1), (7, 60)]:
+        ci = M.wilson_interval(k, n)
+        ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert ci.successes == k and ci.n == n and ci.estimate == k / n and ci.level == 0.95
+        assert math.isclose(ci.low, ref.low, abs_tol=1e-12) and math.isclose(ci.high, ref.high, abs_tol=1e-12)
+    # by hand: 30/30 at 95 %: low = n / (n + z^2)
+    z = 1.959963984540054
+    assert math.isclose(M.wilson_interval(30, 30).low, 30 / (30 + z * z), rel_tol=1e-12)
+    assert M.wilson_interval(0, 30).low == 0.0 and M.wilson_interval(30, 30).high == 1.0
+    assert str(M.wilson_interval(20, 30)) == "20/30 [0.49, 0.81]"
+
+
+@given(st.integers(1, 500).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+       st.floats(0.5, 0.999))
+def test_wilson_interval_properties(kn, level):
+    k, n = kn
+    ci = M.wilson_interval(k, n, level)
+    assert 0.0 <= ci.low <= ci.estimate <= ci.high <= 1.0
+    assert ci.low < ci.high
+    wider = M.wilson_interval(k, n, min(0.9999, level + (1 - level) / 2))
+    assert wider.low <= ci.low + 1e-12 and wider.high >= ci.high - 1e-12
+    mirror = M.wilson_interval(n - k, n, level)  # symmetric in successes and failures
+    assert math.isclose(mirror.low, 1 - ci.high, abs_tol=1e-12)
+
+
+def test_wilson_interval_rejects_bad_input():
+    with pytest.raises(ValueError, match="n"):
+        M.wilson_interval(0, 0)
+    with pytest.raises(ValueError, match="successes"):
+        M.wilson_interval(4, 3)
+    with pytest.raises(ValueError, match="successes"):
+        M.wilson_interval(-1, 3)
+    with pytest.raises(ValueError, match="successes"):
+        M.wilson_interval(1.5, 3)
+    with pytest.raises(ValueError, match="level"):
+        M.wilson_interval(1, 3, level=1.0)
+
+
+def test_mcnemar_exact_matches_binomial_test():
+    from scipy.stats import binomtest
+
+    a = np.array([1] * 20 + [0] * 10, bool)
+    b = np.array([1] * 3 + [0] * 17 + [1] * 2 + [0] * 8, bool)
+    t = M.mcnemar_exact(a, b)
+    assert (t.n, t.successes_a, t.successes_b, t.only_a, t.only_b) == (30, 20, 5, 17, 2)
+    assert math.isclose(t.p_value, binomtest(17, 19, 0.5).pvalue, rel_tol=1e-12)
+    # all discordant pairs one way: p = 2 / 2^m
+    t8 = M.mcnemar_exact([1] * 8 + [1] * 4, [0] * 8 + [1] * 4)
+    assert math.isclose(t8.p_value, 2 * 0.5**8, rel_tol=1e-12)
+    assert M.mcnemar_exact([1, 0, 1], [1, 0, 1]).p_value == 1.0  # no discordant pair
+    assert M.mcnemar_exact(torch.tensor([True, False]), [0, 1]).only_b == 1
+
+
+@given(arrays(np.bool_, 25), arrays(np.bool_, 25))
+def test_mcnemar_exact_properties(a, b):
+    t, r = M.mcnemar_exact(a, b), M.mcnemar_exact(b, a)
+    assert 0.0 < t.p_value <= 1.0 and t.p_value == r.p_value
+    assert (t.only_a, t.only_b) == (r.only_b, r.only_a)
+    assert t.successes_a - t.successes_b == t.only_a - t.only_b
+
+
+def test_mcnemar_exact_rejects_bad_input():
+    with pytest.raises(ValueError, match="b must have the shape"):
+        M.mcnemar_exact([1, 0], [1, 0, 1])
+    with pytest.raises(ValueError, match="a must hold"):
+        M.mcnemar_exact([2, 0], [1, 0])
+    with pytest.raises(ValueError, match="a"):
+        M.mcnemar_exact([], [])
+
+
+def test_class_gaussians_volume_ablation():
+    X, y = _two_class_data()
+    gp = M.fit_class_gaussians(X, y, 2, shared=False)
+    with_v, without = gp.energies(X), gp.energies(X, volume=False)
+    np.testing.assert_allclose(with_v - without, np.broadcast_to(gp.logdets, with_v.shape), rtol=1e-12)
+    np.testing.assert_allclose(M.mahalanobis_score(X, gp, volume=False), -without.min(1))
+    g = M.fit_class_gaussians(X, y, 2, shared=True)  # tied covariances have no volume term to drop
+    np.testing.assert_array_equal(g.energies(X), g.energies(X, volume=False))
+    with pytest.raises(ValueError, match="^volume "):
+        gp.energies(X, volume=1)

@@ -536,6 +536,43 @@ def test_coverage_table(task):
         P.coverage_table(x, m, {"a": near, "b": fs[:1]})
 
 
+def test_coverage_table_within_a_radius_and_frozen_baseline(task):
+    x, _, m = task
+    fs = P.far_starts(x, 3, radius=12.0, seeds=[0, 1, 2])
+    near = torch.stack([P.initial_prototypes(x, 3, random_state=s) for s in (0, 1, 2)])
+    tab = P.coverage_table(x, m, {"near": near, "far": fs}, ("lse", "sqrt"), n_steps=200, radius=0.8)
+    assert tab.radius == 0.8 and tab.within.shape == tab.covered.shape == (2, 2, 3)
+    assert tab.means_init.shape == (2, 3, 3, 2) and tab.final_means.shape == (2, 2, 3, 3, 2)
+    # each family's batch gives what it gives alone, and the scores are coverage()'s
+    for f, (name, mu0) in enumerate({"near": near, "far": fs}.items()):
+        np.testing.assert_array_equal(tab.means_init[f], mu0.numpy())
+        for o, k in enumerate(tab.objectives):
+            fit = P.fit_prototypes(x, mu0, objective=k, n_steps=200, record_every=200)
+            np.testing.assert_array_equal(tab.final_means[f, o], fit.final_means)
+            cov = P.coverage(fit.final_means, m, radius=0.8)
+            np.testing.assert_array_equal(tab.counts(name, k, "within"), cov.within)
+            np.testing.assert_array_equal(tab.counts(name, k), cov.covered)
+        start = P.coverage(mu0, m, radius=0.8)
+        np.testing.assert_array_equal(tab.frozen(name, "within"), start.within)
+        np.testing.assert_array_equal(tab.frozen(name), start.covered)
+    # the starts sit far from every centre: the radius gives them nothing
+    assert (tab.frozen("near", "within") == 0).all() and (tab.frozen("far", "within") == 0).all()
+    # the sqrt loss hands far points almost no weight: from the far circle its prototypes barely move
+    np.testing.assert_allclose(tab.final_means[1, 1], fs.numpy(), atol=1e-3)
+    assert (tab.counts("far", "sqrt", "within") == 0).all()
+    assert (tab.counts("near", "lse", "within") == 3).all()
+    with pytest.raises(ValueError, match="metric"):
+        tab.counts("near", "lse", "nearest")
+    with pytest.raises(ValueError, match="start"):
+        tab.frozen("wide")
+    no_radius = P.coverage_table(x, m, {"near": near[:1]}, ("lse",), n_steps=2)
+    assert no_radius.within is None and no_radius.frozen_within is None
+    with pytest.raises(ValueError, match="radius"):
+        no_radius.counts("near", "lse", "within")
+    with pytest.raises(ValueError, match="radius"):
+        P.coverage_table(x, m, {"near": near}, ("lse",), n_steps=2, radius=0.0)
+
+
 # =============================================================================================
 # How each objective assigns points (chapter 7)
 # =============================================================================================
@@ -745,3 +782,61 @@ def test_batched_runs_record_the_distance_gradient(task):
         tab.counts("b", "lse")
     with pytest.raises(ValueError, match="objective"):
         tab.counts("a", "sqrt")
+
+
+def test_scale_prior_map_point_and_gradient(mixture):
+    """A component alone on its point (r = 1, d = 0): the MAP scale of the inverse-gamma prior is
+    a^2 = (D + 2 alpha + 2) / (2 beta); the prior's loss term matches autograd of its density."""
+    x1 = torch.tensor([[1.0, -2.0]], dtype=F64)
+    alpha, beta = 2.0, 0.8
+    h = P.fit_prototypes(x1, x1.clone(), scales_init=torch.tensor([1.0], dtype=F64), logdet=True,
+                         scale_prior=(alpha, beta), lr=0.05, n_steps=600, record_every=600)
+    a2 = 1.0 / h.scales[-1, 0] ** 2
+    assert a2 == pytest.approx((2 + 2 * alpha + 2) / (2 * beta), rel=1e-8)
+    x, mu0 = mixture
+    s0 = torch.tensor([0.7, 1.2, 1.0], dtype=F64)
+    h = P.fit_prototypes(x, mu0, scales_init=s0, logdet=True, scale_prior=(alpha, beta), n_steps=1)
+    log_a = (-torch.log(s0)).requires_grad_(True)
+    d = ((x[:, None] - mu0[None]) ** 2).sum(-1) * torch.exp(2 * log_a) / 2 - 2 * log_a
+    ig = torch.distributions.InverseGamma(torch.tensor(alpha, dtype=F64), torch.tensor(beta, dtype=F64))
+    # the density of sigma^2 = exp(-2 log a), constants dropped by the loss but not by the gradient
+    loss = -torch.logsumexp(-d, 1).mean() - ig.log_prob(torch.exp(-2 * log_a)).sum() / len(x)
+    (g,) = torch.autograd.grad(loss, log_a)
+    np.testing.assert_allclose(h.scale_gradient[0], -g.numpy(), rtol=1e-10)
+
+
+def test_variance_floor_and_weight_decay_as_improper_prior(mixture):
+    x, mu0 = mixture
+    xs = torch.cat([x, torch.tensor([[8.0, 8.0]], dtype=F64)])
+    mu1 = mu0.clone()
+    mu1[2] = torch.tensor([8.0, 8.0], dtype=F64)
+    s1 = torch.tensor([1.0, 1.0, 0.5], dtype=F64)
+    h = P.fit_prototypes(xs, mu1, scales_init=s1, logdet=True, min_scale=0.2, n_steps=600, record_every=50)
+    assert h.scales.min() >= 0.2 - 1e-12 and h.scales[-1, 2] == pytest.approx(0.2)
+    wd = P.fit_prototypes(xs, mu1, scales_init=s1, logdet=True, weight_decay=0.01, n_steps=50, record_every=50)
+    near = P.fit_prototypes(xs, mu1, scales_init=s1, logdet=True, scale_prior=(-1 + 1e-12, 0.01 * len(xs)),
+                            n_steps=50, record_every=50)
+    np.testing.assert_allclose(near.scales, wd.scales, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(scale_prior=(2.0, 1.0)), "scale_prior and min_scale act on learned scales"),
+    (dict(min_scale=0.1), "scale_prior and min_scale act on learned scales"),
+])
+def test_scale_remedies_need_learned_scales(mixture, kw, match):
+    x, mu0 = mixture
+    with pytest.raises(ValueError, match=match):
+        P.fit_prototypes(x, mu0, **kw)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(scale_prior=(-1.0, 1.0)), "^scale_prior "),
+    (dict(scale_prior=(1.0, 0.0)), "^scale_prior "),
+    (dict(scale_prior=3.0), "^scale_prior "),
+    (dict(min_scale=0.0), "^min_scale "),
+    (dict(min_scale=np.nan), "^min_scale "),
+])
+def test_scale_remedies_bad_input(mixture, kw, match):
+    x, mu0 = mixture
+    with pytest.raises(ValueError, match=match):
+        P.fit_prototypes(x, mu0, scales_init=torch.ones(3, dtype=F64), **kw)

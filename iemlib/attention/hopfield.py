@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .._validation import ArrayLike, as_float_array, as_numpy, as_tensor, check_int, check_positive, is_torch
+from ..objectives import responsibilities
 
 __all__ = ["hopfield_similarities", "hopfield_energy", "hopfield_update", "HopfieldRun", "hopfield_retrieve"]
 
@@ -123,6 +124,15 @@ class HopfieldRun:
         """Index of the stored pattern (a row of ``X``) nearest to each final state, shape (B,)."""
         Xn = as_numpy(X, "X", ndim=2)
         return np.linalg.norm(self.states[-1][:, None, :] - Xn[None], axis=-1).argmin(-1)
+
+    def effective_patterns(self, X: ArrayLike) -> np.ndarray:
+        """The effective number of stored patterns the next update would average, per final
+        state, shape (B,): ``1 / sum_j p_j^2`` with ``p = softmax(beta X xi)`` the update's
+        weights (the responsibilities of the patterns). 1 when one pattern takes all the weight,
+        ``N`` when the weights are uniform (the global fixed point of Ramsauer et al.)."""
+        Xn = as_numpy(X, "X", ndim=2)
+        p = responsibilities(-hopfield_similarities(self.states[-1], Xn, self.beta), dim=-1)
+        return 1.0 / (np.asarray(p) ** 2).sum(-1)
 
 
 def hopfield_retrieve(xi0: ArrayLike, X: ArrayLike, beta: float = 1.0, n_steps: int = 3) -> HopfieldRun:

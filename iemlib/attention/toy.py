@@ -11,6 +11,7 @@ import torch
 
 from .._validation import check_int, check_positive
 from ..metrics import pearson
+from ..runtime import single_threaded
 from .diagnostics import displacement_step, pca
 from ._checks import check_bool, validate_full
 from ._kernels import closed_form_torch
@@ -128,7 +129,7 @@ def simulate_toy(
     x_t = torch.from_numpy(x)
     y_t = torch.from_numpy(y).long()
     p_t = dict(zip(PARAM_NAMES, (torch.from_numpy(p) for p in params)))
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded():  # tiny tensors: a second thread only spins
         for step in range(n_steps + 1):
             state = closed_form_torch(x_t, y_t, *(p_t[k] for k in PARAM_NAMES), causal, True)
             for k in _RECORDED:

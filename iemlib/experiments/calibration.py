@@ -6,11 +6,16 @@ that does to confidence.
   training loss and the held-out accuracy, NLL, calibration error and confidence recorded along the way.
 * :func:`confidence_vs_noise_scale`: a classifier's median max-softmax confidence and median
   objective ``L`` on Gaussian noise images of growing amplitude.
+* :data:`LINEAR_SCALE_RUN`, :func:`save_scale_runs`, :func:`load_scale_runs`,
+  :func:`scale_archive_path`: the long run of the linear model past separation (32000 steps, too long
+  for the chapter), written by ``bench/ch09_linear_scale.py`` and checked live against the chapter's
+  own first 200 steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +27,8 @@ from ..data import DIGIT_PIXELS, DigitSplit, gaussian_noise_images
 from ..metrics import energy_score, expected_calibration_error, max_softmax
 from ..runtime import single_threaded
 
-__all__ = ["SCALE_MODELS", "ScaleRuns", "train_scale_runs", "NoiseConfidence", "confidence_vs_noise_scale"]
+__all__ = ["SCALE_MODELS", "ScaleRuns", "train_scale_runs", "NoiseConfidence", "confidence_vs_noise_scale",
+           "LINEAR_SCALE_RUN", "scale_archive_path", "save_scale_runs", "load_scale_runs"]
 
 #: The models of :func:`train_scale_runs`.
 SCALE_MODELS: tuple[str, ...] = ("prototype", "linear")
@@ -199,3 +205,36 @@ def confidence_vs_noise_scale(model: nn.Module, scales: Any, n: int = 300, n_fea
             conf.append(float(np.median(max_softmax(z))))
             lp.append(float(np.median(energy_score(z))))
     return NoiseConfidence(scale=sc, median_confidence=np.asarray(conf), median_L=np.asarray(lp))
+
+
+#: The archived long run of chapter 9: ``train_scale_runs("linear", stack_digit_splits(range(5)), **LINEAR_SCALE_RUN)``.
+LINEAR_SCALE_RUN: dict[str, Any] = {
+    "epochs": 32000, "lr": 1.0, "random_state": 0,
+    "record_at": (0, 10, 30, 100, 200, 500, 1000, 2000, 4000, 8000, 16000, 32000),
+}
+
+
+def scale_archive_path() -> Path:
+    """The shipped archive of :data:`LINEAR_SCALE_RUN` (package data, written by ``bench/ch09_linear_scale.py``)."""
+    return Path(__file__).resolve().parents[1] / "data" / "linear_scale_run.npz"
+
+
+def save_scale_runs(runs: ScaleRuns, path: Any) -> Path:
+    """Write a :class:`ScaleRuns` to ``path`` (npz, one array per field); returns the path."""
+    if not isinstance(runs, ScaleRuns):
+        raise ValueError(f"runs must be a ScaleRuns, got {type(runs).__name__}")
+    out = Path(path)
+    np.savez_compressed(out, **{k: getattr(runs, k) for k in ScaleRuns.__dataclass_fields__})
+    return out
+
+
+def load_scale_runs(path: Any = None) -> ScaleRuns:
+    """Read a :class:`ScaleRuns` written by :func:`save_scale_runs` (default: :func:`scale_archive_path`)."""
+    p = scale_archive_path() if path is None else Path(path)
+    if not p.is_file():
+        raise ValueError(f"path must name an archive written by save_scale_runs, got {p}")
+    with np.load(p) as f:
+        missing = set(ScaleRuns.__dataclass_fields__) - set(f.files)
+        if missing:
+            raise ValueError(f"path {p} lacks the fields {sorted(missing)}")
+        return ScaleRuns(**{k: f[k] for k in ScaleRuns.__dataclass_fields__})

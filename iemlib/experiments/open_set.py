@@ -15,8 +15,8 @@ in-distribution set is the positive class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from ..metrics import (
 )
 from ..runtime import single_threaded
 
-__all__ = ["OOD_SETS", "SCORES", "OpenSetRun", "digit_open_set_run", "OpenSetScores", "open_set_scores"]
+__all__ = ["OOD_SETS", "SCORES", "VOLUME_ABLATION", "OpenSetRun", "digit_open_set_run", "OpenSetScores", "open_set_scores"]
 
 #: The out-of-distribution sets of :func:`iemlib.data.digit_ood_sets`, in table order.
 OOD_SETS: tuple[str, ...] = (
@@ -67,6 +67,14 @@ SCORES: dict[str, tuple[str, str]] = {
 }
 
 
+#: The per-class Gaussian scores of :data:`SCORES` that :func:`digit_open_set_run` also computes without
+#: their volume term ``log det Sigma_k`` (the ablation): score -> the name of the ablated score.
+VOLUME_ABLATION: dict[str, str] = {
+    "Gaussian, per-class": "Gaussian, per-class, no log-det",
+    "pixel Gaussian, per-class": "pixel Gaussian, per-class, no log-det",
+}
+
+
 @dataclass(frozen=True)
 class OpenSetRun:
     """One run of :func:`digit_open_set_run`.
@@ -82,16 +90,26 @@ class OpenSetRun:
         dict score -> dict set -> AUROC, for every score of :data:`SCORES` and set of :data:`OOD_SETS`.
     fpr95
         dict score -> dict set -> false-positive rate at 95 % true-positive rate.
+    ablation_auroc, ablation_fpr95
+        the same for the scores of :data:`VOLUME_ABLATION` (per-class Gaussians without ``log det``);
+        ``accuracy`` then also holds ``"pixel Gaussian, per-class, no log-det"``.
+    reject_variants
+        dict label -> dict with ``tau``, ``accuracy``, ``auroc`` and ``fpr95`` (set -> value) of a
+        reject component trained at another distance (``more_taus``, ``tau_quantile``).
     """
 
     known: tuple[int, ...]
     accuracy: dict[str, float]
     auroc: dict[str, dict[str, float]]
     fpr95: dict[str, dict[str, float]]
+    ablation_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
+    ablation_fpr95: dict[str, dict[str, float]] = field(default_factory=dict)
+    reject_variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def digit_open_set_run(random_state: int, n_known: int = 6, mlp_epochs: int = 200, proto_epochs: int = 200,
-                       tau: float = 10.0) -> OpenSetRun:
+                       tau: float = 10.0, more_taus: Sequence[float] = (),
+                       tau_quantile: float | None = None) -> OpenSetRun:
     """One run of chapter 10's open-set table: a random split of the ten digits, every score of :data:`SCORES`.
 
     ``random_state`` draws the ``n_known`` known digits (the rest are unknown), the train/test split,
@@ -109,6 +127,11 @@ def digit_open_set_run(random_state: int, n_known: int = 6, mlp_epochs: int = 20
     n_known : int in 2..9, the number of known digits.
     mlp_epochs, proto_epochs : int >= 1.
     tau : finite float, the reject component's distance.
+    more_taus : further distances; a reject component is trained at each (``reject_variants``).
+    tau_quantile : float in (0, 1), optional: one more reject component, at the distance chosen on the
+        training images alone: ``tau = -q``, ``q`` the ``tau_quantile`` quantile of ``L`` of the trained
+        prototype classifier (without reject) on its training images, so that the threshold
+        ``L < -tau`` of that classifier would reject that share of them.
 
     Returns
     -------
@@ -121,8 +144,39 @@ def digit_open_set_run(random_state: int, n_known: int = 6, mlp_epochs: int = 20
     tau = float(as_float_array(tau, "tau", ndim=0))
     mlp_epochs = check_int(mlp_epochs, "mlp_epochs", minimum=1)
     proto_epochs = check_int(proto_epochs, "proto_epochs", minimum=1)
+    taus = [float(as_float_array(t, "more_taus", ndim=0)) for t in more_taus]
+    if tau_quantile is not None and not 0.0 < float(tau_quantile) < 1.0:
+        raise ValueError(f"tau_quantile must lie in (0, 1), got {tau_quantile!r}")
     with single_threaded():  # small matrices: one thread is several times cheaper than a pool on two cores
-        return _open_set_run(random_state, K, mlp_epochs, proto_epochs, tau)
+        run = _open_set_run(random_state, K, mlp_epochs, proto_epochs, tau)
+        if taus or tau_quantile is not None:
+            run.reject_variants.update(_reject_variants(random_state, K, proto_epochs, taus, tau_quantile))
+        return run
+
+
+def _reject_variants(seed: int, K: int, proto_epochs: int, taus: list[float],
+                     quantile: float | None) -> dict[str, dict[str, Any]]:
+    """Reject components at further distances on the split of ``seed`` (see :func:`digit_open_set_run`)."""
+    data = digit_ood_sets(sorted(int(k) for k in np.random.default_rng(seed).permutation(10)[:K]), random_state=seed)
+    X, y, sets = data.X_train, data.y_train, data.sets
+    labelled = [(f"tau = {t:g}", t) for t in taus]
+    if quantile is not None:
+        proto = PrototypeClassifier(X, y, K, expanded=True)
+        train_classifier(proto, X, y, epochs=proto_epochs, lr=0.1, record=())
+        with torch.no_grad():
+            L_train = energy_score(to_numpy(proto(X), np.float64))
+        labelled.append((f"tau from training L ({quantile:.0%} quantile)", -float(np.quantile(L_train, quantile))))
+    out = {}
+    for label, t in labelled:
+        rbase = PrototypeClassifier(X, y, K, expanded=True)
+        train_classifier(RejectOption(rbase, t), X, y, epochs=proto_epochs, lr=0.1, record=())
+        with torch.no_grad():
+            sc = {k: reject_log_odds(-to_numpy(rbase(x), np.float64), t) for k, x in sets.items()}
+            acc = float((rbase(sets["held-out known"]).argmax(1) == data.y_test).double().mean())
+        s_in = sc["held-out known"]
+        out[label] = {"tau": t, "accuracy": acc, "auroc": {k: auroc(s_in, sc[k]) for k in OOD_SETS},
+                      "fpr95": {k: fpr_at_tpr(s_in, sc[k]) for k in OOD_SETS}}
+    return out
 
 
 def _open_set_run(seed: int, K: int, mlp_epochs: int, proto_epochs: int, tau: float) -> OpenSetRun:
@@ -143,6 +197,7 @@ def _open_set_run(seed: int, K: int, mlp_epochs: int, proto_epochs: int, tau: fl
         g_h = {sh: fit_class_gaussians(hidden(X), y, K, shared=sh) for sh in (True, False)}
     g_p = {sh: fit_class_gaussians(X, y, K, shared=sh) for sh in (True, False)}
     scores: dict[str, dict[str, np.ndarray]] = {s: {} for s in SCORES}
+    ablated: dict[str, dict[str, np.ndarray]] = {s: {} for s in VOLUME_ABLATION.values()}
     for name, x in sets.items():
         with torch.no_grad():  # scored in float64 numpy
             z, zp, zr, h = (to_numpy(t, np.float64) for t in (mlp(x), proto(x), rbase(x), hidden(x)))
@@ -157,21 +212,28 @@ def _open_set_run(seed: int, K: int, mlp_epochs: int, proto_epochs: int, tau: fl
         scores["reject component"][name] = reject_log_odds(-zr, tau)
         scores["pixel Gaussian, shared"][name] = mahalanobis_score(x, g_p[True])
         scores["pixel Gaussian, per-class"][name] = mahalanobis_score(x, g_p[False])
+        ablated[VOLUME_ABLATION["Gaussian, per-class"]][name] = mahalanobis_score(h, g_h[False], volume=False)
+        ablated[VOLUME_ABLATION["pixel Gaussian, per-class"]][name] = mahalanobis_score(x, g_p[False], volume=False)
     x_in, y_te = sets["held-out known"], data.y_test.numpy()
 
     def acc(z: torch.Tensor) -> float:
         return float((z.argmax(1).numpy() == y_te).mean())
 
     qda = -g_p[False].energies(x_in)
+    qda_flat = -g_p[False].energies(x_in, volume=False)
     with torch.no_grad():
         accuracy = {"MLP": acc(mlp(x_in)), "prototype": acc(proto(x_in)), "prototype + reject": acc(rbase(x_in)),
-                    "pixel Gaussian, per-class": float((qda.argmax(1) == y_te).mean())}
+                    "pixel Gaussian, per-class": float((qda.argmax(1) == y_te).mean()),
+                    "pixel Gaussian, per-class, no log-det": float((qda_flat.argmax(1) == y_te).mean())}
     s_in = {s: v["held-out known"] for s, v in scores.items()}
+    a_in = {s: v["held-out known"] for s, v in ablated.items()}
     return OpenSetRun(
         known=tuple(known),
         accuracy=accuracy,
         auroc={s: {k: auroc(s_in[s], scores[s][k]) for k in OOD_SETS} for s in SCORES},
         fpr95={s: {k: fpr_at_tpr(s_in[s], scores[s][k]) for k in OOD_SETS} for s in SCORES},
+        ablation_auroc={s: {k: auroc(a_in[s], ablated[s][k]) for k in OOD_SETS} for s in ablated},
+        ablation_fpr95={s: {k: fpr_at_tpr(a_in[s], ablated[s][k]) for k in OOD_SETS} for s in ablated},
     )
 
 

@@ -14,7 +14,8 @@ Modules:
 - ``iemlib.mixture.estimators``: :class:`GaussianMixtureEM` (classical EM, scikit-learn's
   conventions) and :class:`ImplicitEM` (gradient descent on the loss, no E-step).
 - ``iemlib.mixture.batched``: every start at once: :func:`batched_em`,
-  :func:`batched_gradient_descent`, :func:`batched_preconditioned_ascent`, :func:`online_em`,
+  :func:`batched_gradient_descent`, :func:`batched_lbfgs`, :func:`batched_preconditioned_ascent`,
+  :func:`online_em`,
   :func:`minibatch_gradient_descent`; :func:`compare_optima`.
 - ``iemlib.mixture.rates``: :func:`em_map`, :func:`em_jacobian`,
   :func:`missing_information_fraction`, :func:`linear_rate`, and the Xu & Jordan bridge
@@ -31,10 +32,12 @@ from .batched import (
     GradientDescentFit,
     MinibatchStream,
     OptimaComparison,
+    QuasiNewtonFit,
     StreamFit,
     batched_distances,
     batched_em,
     batched_gradient_descent,
+    batched_lbfgs,
     batched_log_likelihood,
     batched_preconditioned_ascent,
     compare_optima,

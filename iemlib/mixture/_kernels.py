@@ -128,3 +128,71 @@ def from_unconstrained(params: list[torch.Tensor], center: np.ndarray, scale: fl
     if covariance_type == "full":
         c = 0.5 * (c + np.swapaxes(c, -1, -2))
     return w, m, c
+
+
+def raw_loss_and_gradient(Z: np.ndarray, flat: np.ndarray, K: int, reg: float) -> tuple[float, np.ndarray]:
+    """The loss ``-(1/n) sum_i log sum_j exp(-d_ij)`` (minimized) of a full-covariance mixture at
+    :func:`to_unconstrained`'s raw parameters packed by :func:`pack_raw`, and its gradient in
+    closed form (numpy, no autograd), for the quasi-Newton fitter.
+
+    With ``r_ij`` the responsibilities, ``N_j = sum_i r_ij``, ``s_ij = Sigma_j^{-1}(z_i - mu_j)``:
+    d(loss)/d logit_j = w_j - N_j / n; d(loss)/d mu_j = -(1/n) sum_i r_ij s_ij;
+    d(loss)/d Sigma_j = G_j = (1/2n)(N_j Sigma_j^{-1} - sum_i r_ij s_ij s_ij^T), and through
+    ``Sigma = C C^T + reg I`` the gradient in ``C`` is ``2 G C``, times ``C_kk`` on the diagonal
+    (stored as logs). A non-finite loss is returned as ``inf`` with a zero gradient."""
+    n, D = Z.shape
+    lg, mu, C, rows, cols = unpack_raw(flat, K, D)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        cov = C @ np.swapaxes(C, -1, -2) + reg * np.eye(D)
+        try:
+            prec = np.linalg.inv(cov)
+            logdet = np.linalg.slogdet(cov)[1]
+        except np.linalg.LinAlgError:
+            return math.inf, np.zeros_like(flat)
+        log_w = lg - np.logaddexp.reduce(lg)
+        diff = Z[:, None, :] - mu[None]  # (n, K, D)
+        sol = (diff.transpose(1, 0, 2) @ prec).transpose(1, 0, 2)  # Sigma_j^{-1}(z_i - mu_j)
+        d = -(log_w[None] - 0.5 * (D * LOG_2PI + logdet[None] + (diff * sol).sum(-1)))
+        L = np.logaddexp.reduce(-d, axis=1)
+        loss = float(-L.mean())
+        if not math.isfinite(loss):
+            return math.inf, np.zeros_like(flat)
+        r = np.exp(-d - L[:, None])
+        N = r.sum(0)
+        g_lg = np.exp(log_w) - N / n
+        rs = (r[..., None] * sol).transpose(1, 2, 0)  # (K, D, n)
+        g_mu = -rs.sum(-1) / n
+        G = 0.5 * (N[:, None, None] * prec - rs @ sol.transpose(1, 0, 2)) / n
+        gC = 2.0 * G @ C
+    gC[:, np.arange(D), np.arange(D)] *= C[:, np.arange(D), np.arange(D)]
+    return loss, np.concatenate([g_lg, g_mu.ravel(), gC[:, rows, cols].ravel()])
+
+
+def pack_raw(params: list[torch.Tensor]) -> np.ndarray:
+    """One flat vector of :func:`to_unconstrained`'s full-covariance raw parameters: the logits
+    (K,), the means (K * D), and the lower triangle of each raw Cholesky factor, row by row
+    (its diagonal as logs); the upper triangle, which the parametrisation ignores, is left out."""
+    lg, mu, theta = (p.detach().numpy() for p in params)
+    rows, cols = np.tril_indices(mu.shape[-1])
+    return np.concatenate([lg.ravel(), mu.ravel(), theta[..., rows, cols].ravel()])
+
+
+def unpack_raw(flat: np.ndarray, K: int, D: int):
+    """The inverse of :func:`pack_raw`: logits (K,), means (K, D), the Cholesky factors ``C``
+    (K, D, D) with their diagonal exponentiated, and the lower-triangle indices."""
+    rows, cols = np.tril_indices(D)
+    lg, mu, tri = flat[:K], flat[K : K + K * D].reshape(K, D), flat[K + K * D :].reshape(K, -1)
+    C = np.zeros((K, D, D))
+    C[:, rows, cols] = tri
+    diag = np.arange(D)
+    with np.errstate(over="ignore"):
+        C[:, diag, diag] = np.exp(C[:, diag, diag])
+    return lg, mu, C, rows, cols
+
+
+def raw_to_tensors(flat: np.ndarray, K: int, D: int) -> list[torch.Tensor]:
+    """:func:`pack_raw`'s vector back to :func:`to_unconstrained`'s list of tensors."""
+    rows, cols = np.tril_indices(D)
+    theta = np.zeros((K, D, D))
+    theta[:, rows, cols] = flat[K + K * D :].reshape(K, -1)
+    return [as_tensor64(flat[:K]), as_tensor64(flat[K : K + K * D].reshape(K, D)), as_tensor64(theta)]

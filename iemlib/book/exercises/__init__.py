@@ -182,7 +182,7 @@ class Mistake:
 
 
 #: The chapter modules that hold exercises (``iemlib.book.exercises.<name>``), in book order.
-CHAPTER_MODULES: tuple[str, ...] = tuple(f"ch{k:02d}" for k in range(1, 11))
+CHAPTER_MODULES: tuple[str, ...] = tuple(f"ch{k:02d}" for k in range(1, 12))
 
 
 def exercise_text(chapter: str) -> dict[str, dict[str, Any]]:

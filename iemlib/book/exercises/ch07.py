@@ -69,8 +69,9 @@ def _grade_set(answer: Any) -> Feedback:
     if not names <= known:
         return Feedback(False, f"{what}: unknown names {sorted(names - known)}; use lse, sigmoid, correntropy.", WRONG_TYPE)
     if names == {"lse"}:
-        return Feedback(True, f"{what}: right. Only the log-sum-exp couples components; the other two are sums of "
-                              "per-component terms.")
+        return Feedback(True, f"{what}: right. Of these three, log-sum-exp alone couples the components; the other "
+                              "two are sums of per-component terms. Any nonlinear function of Z couples them too; "
+                              "the log is what makes the weights sum to one.")
     if "lse" not in names:
         return Feedback(False, f"{what}: one coupled objective is missing from your set.", "missed a coupled objective")
     return Feedback(False, f"{what}: your set includes an objective whose components do not interact: its "
