@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._validation import as_numpy, check_int, check_positive
+from ._validation import as_numpy, check_int, check_labels, check_positive
 
 __all__ = [
     "READINGS",
@@ -42,6 +42,7 @@ __all__ = [
     "bayes_filter_predictive",
     "BayesFilter",
     "bayes_filter",
+    "transition_mle",
 ]
 
 
@@ -382,3 +383,31 @@ def bayes_filter(
         prior = out[t]
     entropy = -(post_all * logpost).sum(1)
     return BayesFilter(posterior=post_all, log_posterior=logpost, entropy=entropy, predictive=out)
+
+
+def transition_mle(states: np.ndarray | torch.Tensor, n_states: int) -> np.ndarray:
+    """Maximum-likelihood transition matrix of one observed state sequence: the transition counts
+    ``n_ij`` (state ``i`` followed by ``j``) divided by their row sums.
+
+    It maximizes the log-likelihood ``sum_t log P[s_{t-1}, s_t]`` of the sequence over all
+    row-stochastic ``P``: the chain that fits the sampling of this sequence's counts exactly. A
+    state never left (no counts in its row) gets the uniform row.
+
+    Parameters
+    ----------
+    states : ``(L,)`` integer states in ``0 .. n_states - 1``, ``L >= 2``.
+    n_states : number of states.
+
+    Returns
+    -------
+    ``(n_states, n_states)`` float64, rows summing to one.
+    """
+    n = check_int(n_states, "n_states", minimum=1)
+    s = check_labels(states, "states", n)
+    s = (s.cpu().numpy() if isinstance(s, torch.Tensor) else np.asarray(s)).astype(int)
+    if s.ndim != 1 or s.shape[0] < 2:
+        raise ValueError(f"states must be one sequence of at least two states, got shape {s.shape}")
+    counts = np.zeros((n, n))
+    np.add.at(counts, (s[:-1], s[1:]), 1.0)
+    rows = counts.sum(1, keepdims=True)
+    return np.where(rows > 0, counts / np.maximum(rows, 1.0), 1.0 / n)

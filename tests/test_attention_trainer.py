@@ -354,3 +354,52 @@ def test_cuda_float64_training_matches_the_cpu():
     np.testing.assert_allclose(gpu.heldout.loss, cpu.heldout.loss, rtol=1e-12, equal_nan=True)
     auto = train(cfg, device="auto", progress=False, probe_every=0)
     assert auto.device.startswith("cuda")
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints and continuation (the budget sweep)
+# ------------------------------------------------------------------------------------------------
+def test_checkpoints_are_the_shorter_runs():
+    """The scores after k updates of an n-step run are those a k-step run ends with, bit for bit;
+    KL(EM || SGD) is filled in for the EM run of each pair and is what summarize computes."""
+    from iemlib.experiments.em_vs_sgd import PAPER, summarize
+
+    c = replace(PAPER, n_steps=5, seeds=(42,))
+    long = train(c, progress=False, device="cpu", checkpoints=(3, 5), probe_every=0)
+    short = train(replace(c, n_steps=3), progress=False, device="cpu", probe_every=0)
+    ck = long.checkpoints
+    assert ck.steps.tolist() == [3, 5] and ck.at(5) == 1
+    assert np.array_equal(ck.loss[:, 0], short.final.loss)
+    assert np.array_equal(ck.heldout_loss[:, 0], short.heldout.loss)
+    assert np.array_equal(ck.acc[:, 0], short.final.acc)
+    assert np.array_equal(ck.loss[:, 1], long.final.loss)
+    assert np.array_equal(long.loss[:, :3], short.loss)
+    em, sgd = long.select(PAPER.name, "em"), long.select(PAPER.name, "sgd")
+    s = summarize(short, PAPER.name)
+    assert ck.kl_em_sgd[em, 0] == pytest.approx(s.kl_em_sgd, rel=1e-12)
+    assert ck.heldout_kl_em_sgd[em, 0] == pytest.approx(s.heldout_kl_em_sgd, rel=1e-12)
+    assert np.isnan(ck.kl_em_sgd[sgd]).all()
+    assert train(c, progress=False, device="cpu", probe_every=0).checkpoints is None
+    with pytest.raises(ValueError, match="checkpoints"):
+        train(c, progress=False, device="cpu", checkpoints=(6,))
+    with pytest.raises(ValueError, match="step"):
+        ck.at(4)
+
+
+def test_start_continues_a_run_exactly():
+    from iemlib.experiments.em_vs_sgd import FREE_VALUES, PAPER
+
+    c = replace(PAPER, n_steps=5, seeds=(42,))
+    whole = train(c, progress=False, device="cpu", probe_every=0)
+    first = train(replace(c, n_steps=2), progress=False, device="cpu", probe_every=0)
+    rest = train(replace(c, n_steps=3), progress=False, device="cpu", probe_every=0, start=first.params)
+    assert np.array_equal(np.concatenate([first.loss, rest.loss], 1), whole.loss)
+    assert np.array_equal(rest.final.loss, whole.final.loss)
+    assert np.array_equal(rest.heldout.loss, whole.heldout.loss)
+    with pytest.raises(ValueError, match="start"):
+        train(c, progress=False, device="cpu", start={"W_Q": 1})
+    with pytest.raises(ValueError, match="start"):
+        train(replace(c, seeds=(42, 2024)), progress=False, device="cpu", start=first.params)
+    with pytest.raises(ValueError, match="free"):
+        train(replace(FREE_VALUES, n_steps=1, seeds=(42,)), schedules=("em",), progress=False,
+              device="cpu", start=first.params)

@@ -161,3 +161,31 @@ def test_circular_distance_and_the_public_normalization_by_hand():
     Pp = sticky_transition_matrix(include_diagonal_in_normalization=True)
     w = 2 + 1 + 2 / 3 + 1 / 4  # sum of 1/d over the seven other states
     assert Pp[0, 0] == pytest.approx(0.3 + 0.7 * 0.3 / (0.3 + w), rel=1e-12)
+
+
+def test_transition_mle_counts():
+    from iemlib.markov import transition_mle
+
+    P = transition_mle(np.array([0, 1, 1, 0, 1]), 3)
+    assert np.allclose(P, [[0, 1, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]])  # state 2 never left: uniform
+    assert np.allclose(transition_mle(torch.tensor([0, 1, 1, 0, 1]), 3), P)
+    for bad, match in (([0], "states"), ([0, 3], "states"), ([0.5, 1.0], "states")):
+        with pytest.raises(ValueError, match=match):
+            transition_mle(np.array(bad), 3)
+
+
+@given(st.integers(0, 10_000), st.integers(2, 5))
+def test_transition_mle_maximizes_the_likelihood(seed, n):
+    """No row-stochastic matrix gives the sequence a higher log-likelihood than the count estimate."""
+    from iemlib.markov import transition_mle
+
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, n, size=60)
+    P_hat = transition_mle(s, n)
+    Q = rng.dirichlet(np.ones(n), size=n)
+
+    def ll(P):
+        return float(np.sum(np.log(np.maximum(P[s[:-1], s[1:]], 1e-300))))
+
+    assert ll(P_hat) >= ll(Q) - 1e-9
+    assert np.allclose(P_hat.sum(1), 1.0)

@@ -16,14 +16,16 @@ Modules:
 - ``iemlib.attention.optimizers``: a batch of heads trained by SGD, momentum or Adam, with the
   probes of the first-order picture (advantage signs, two timescales);
 - ``iemlib.attention.deep``: a batch of multi-head, multi-layer pre-norm transformers, their AdamW
-  trainer and per-head diagnostics.
+  trainer and per-head diagnostics;
+- ``iemlib.attention.baselines``: the best head with attention frozen uniform (chapter 8's reference line).
 
 The experiment of chapter 8 (its configurations, controls and archive) is
 :mod:`iemlib.experiments.em_vs_sgd`.
 """
 
-from . import deep, diagnostics, head, hopfield, optimizers, probes, reference, toy, trainer
-from .diagnostics import *  # noqa: F401,F403 (each module's __all__)
+from . import baselines, deep, diagnostics, head, hopfield, optimizers, probes, reference, toy, trainer
+from .baselines import *  # noqa: F401,F403 (each module's __all__)
+from .diagnostics import *  # noqa: F401,F403
 from .head import *  # noqa: F401,F403
 from .hopfield import *  # noqa: F401,F403
 from .reference import *  # noqa: F401,F403
@@ -34,4 +36,4 @@ from .optimizers import *  # noqa: F401,F403
 from .deep import *  # noqa: F401,F403
 
 __all__ = [*head.__all__, *toy.__all__, *diagnostics.__all__, *hopfield.__all__, *trainer.__all__, *reference.__all__,
-           *probes.__all__, *optimizers.__all__, *deep.__all__]
+           *probes.__all__, *optimizers.__all__, *deep.__all__, *baselines.__all__]

@@ -100,6 +100,7 @@ __all__ = [
     "HeldOutScores",
     "BayesScores",
     "Probes",
+    "Checkpoints",
     "Result",
     "train",
 ]
@@ -528,6 +529,46 @@ class Probes:
 
 
 @dataclass(frozen=True, eq=False)
+class Checkpoints:
+    """Scores of every run after ``steps[k]`` updates (``train(..., checkpoints=...)``); each ``(R, n)``.
+
+    One long run then stands for several budgets: the model after 1000 updates of a 5000-step run
+    is the model a 1000-step run ends with (same start, same data, same updates).
+
+    Attributes
+    ----------
+    steps
+        ``(n,)`` the numbers of updates.
+    loss, acc, entropy
+        mean cross-entropy per position (nats), accuracy and predictive entropy on the
+        training sequence.
+    heldout_loss, heldout_acc, heldout_entropy
+        the same on the held-out sequence (NaN for free values).
+    kl_em_sgd, heldout_kl_em_sgd
+        for an ``"em"`` run whose configuration also has the ``"sgd"`` run of its seed: the mean
+        ``KL(EM || SGD)`` of the two models' predictive distributions, on the training and the
+        held-out sequence; NaN for every other run.
+    """
+
+    steps: np.ndarray
+    loss: np.ndarray
+    acc: np.ndarray
+    entropy: np.ndarray
+    heldout_loss: np.ndarray
+    heldout_acc: np.ndarray
+    heldout_entropy: np.ndarray
+    kl_em_sgd: np.ndarray
+    heldout_kl_em_sgd: np.ndarray
+
+    def at(self, step: int) -> int:
+        """Column of ``step`` in the arrays."""
+        hit = np.nonzero(self.steps == step)[0]
+        if not hit.size:
+            raise ValueError(f"step: no checkpoint at {step}; the checkpoints are {self.steps.tolist()}")
+        return int(hit[0])
+
+
+@dataclass(frozen=True, eq=False)
 class Result:
     """What :func:`train` returns; arrays are float64 numpy (flags bool), indexed by run ``r``.
 
@@ -560,6 +601,8 @@ class Result:
         steps of the probes; probes : :class:`Probes`.
     kappa
         ``(R,)`` ``tr(X^T X)/d_x`` of each run's training inputs.
+    checkpoints
+        :class:`Checkpoints` when ``train`` was asked for them, else ``None``.
     """
 
     runs: list[tuple[str, int, str]]
@@ -581,6 +624,7 @@ class Result:
     probe_steps: np.ndarray
     probes: Probes
     kappa: np.ndarray
+    checkpoints: Checkpoints | None = None
 
     def memorizing(self) -> np.ndarray:
         """Runs whose final training loss is below the Bayes filter's on their training sequence."""
@@ -677,6 +721,20 @@ def _build_batch(pairs: list[tuple[Config, tuple[str, ...]]], seeds: Sequence[in
     return bt
 
 
+def _set_start(bt: _Batch, start: RowParams) -> None:
+    """Replace the initial weights of every run of ``bt`` by run ``r`` of the batched ``start``."""
+    R = len(bt.runs)
+    if not isinstance(start, RowParams):
+        raise ValueError(f"start must be RowParams (a result's params), got {type(start).__name__}")
+    if any(bt.free):
+        raise ValueError("start: free values cannot be continued (their values are not weights)")
+    ws = [torch.as_tensor(np.asarray(w), dtype=torch.float32) for w in start]
+    for w, p0 in zip(ws, bt.init[0]):
+        if w.shape != (R, *p0.shape):
+            raise ValueError(f"start: a weight of shape {tuple(w.shape)} where ({R}, *{tuple(p0.shape)}) was expected")
+    bt.init = [RowParams(*(w[r] for w in ws)) for r in range(R)]
+
+
 def _device_state(bt: _Batch, C: int, dtype: torch.dtype, dev: torch.device) -> dict[str, torch.Tensor]:
     """The batch as tensors of ``dtype`` on ``dev`` (labels and flags as integers and booleans)."""
     R = len(bt.runs)
@@ -688,7 +746,7 @@ def _device_state(bt: _Batch, C: int, dtype: torch.dtype, dev: torch.device) -> 
     state = {
         "x": torch.stack(bt.X).to(**f), "y": torch.stack(bt.Y).to(dev),
         "W_Q": stacked("W_Q"), "W_K": stacked("W_K"), "W_V": stacked("W_V"), "W_O": stacked("W_O"),
-        "b": torch.zeros(R, C, **f),
+        "b": torch.stack([torch.as_tensor(p.b) for p in bt.init]).to(**f),
         "lrV": torch.tensor(bt.lrV, **f).view(R, 1, 1), "lrR": torch.tensor(bt.lrQKO, **f).view(R, 1, 1),
         "bmask": torch.tensor(bt.use_b, **f).view(R, 1), "free": torch.tensor(bt.free, device=dev),
         "alt": torch.tensor(bt.alt, device=dev), "weight": torch.tensor(bt.wgt, **f),
@@ -727,7 +785,8 @@ def _full_float32(dev: torch.device) -> Iterator[None]:
 
 
 def _run_groups(state: dict, groups: list[list[int]], n_steps: int, v_idx: np.ndarray, v_steps: np.ndarray,
-                p_steps: np.ndarray, block: int, bar: Any) -> list[dict[str, np.ndarray]]:
+                p_steps: np.ndarray, block: int, bar: Any,
+                c_steps: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
     """Train every group. Several groups run on worker threads, each single-threaded (no barrier
     between cores per operation, which costs much on a busy machine); one group runs as it is."""
     lock = threading.Lock()
@@ -737,7 +796,7 @@ def _run_groups(state: dict, groups: list[list[int]], n_steps: int, v_idx: np.nd
             bar.update(n)
 
     def one(g: list[int]) -> dict[str, np.ndarray]:
-        return _train_group(state, g, n_steps, v_idx, v_steps, p_steps, block, tick)
+        return _train_group(state, g, n_steps, v_idx, v_steps, p_steps, block, tick, c_steps)
 
     if len(groups) == 1:
         return [one(groups[0])]
@@ -746,7 +805,8 @@ def _run_groups(state: dict, groups: list[list[int]], n_steps: int, v_idx: np.nd
 
 
 def _collect(bt: _Batch, cfgs: list[Config], merged: dict[str, np.ndarray], v_idx: np.ndarray,
-             v_steps: np.ndarray, p_steps: np.ndarray, seconds: float, dev: torch.device) -> Result:
+             v_steps: np.ndarray, p_steps: np.ndarray, seconds: float, dev: torch.device,
+             c_steps: np.ndarray | None = None) -> Result:
     """The :class:`Result` of the merged group outputs, with the Bayes filter's scores and the divergences."""
     R = len(bt.runs)
     diverged = ~np.isfinite(merged["loss"]).all(1) | ~np.isfinite(merged["final_loss"])
@@ -771,7 +831,31 @@ def _collect(bt: _Batch, cfgs: list[Config], merged: dict[str, np.ndarray], v_id
                               merged["heldout_probs"]),
         bayes=BayesScores(**bayes), probe_steps=p_steps,
         probes=Probes(*(merged["probe_" + k] for k in ("attn_entropy", "dalpha", "dvalue", "vnorm"))),
-        kappa=np.array(bt.kap),
+        kappa=np.array(bt.kap), checkpoints=_checkpoints(bt, merged, c_steps),
+    )
+
+
+def _checkpoints(bt: _Batch, merged: dict[str, np.ndarray], c_steps: np.ndarray | None) -> Checkpoints | None:
+    """The :class:`Checkpoints` of the merged outputs, with ``KL(EM || SGD)`` of each seed's pair."""
+    if c_steps is None or not len(c_steps):
+        return None
+    R, n = len(bt.runs), len(c_steps)
+    kl = {tag: np.full((R, n), np.nan) for tag in ("train", "heldout")}
+    where = {run: r for r, run in enumerate(bt.runs)}
+    for r, (name, seed, sched) in enumerate(bt.runs):
+        j = where.get((name, seed, "sgd"))
+        if sched != "em" or j is None:
+            continue
+        for tag, key in (("train", "ck_probs"), ("heldout", "ck_heldout_probs")):
+            for k in range(n):
+                p, q = merged[key][r, k], merged[key][j, k]
+                if np.isfinite(p).all() and np.isfinite(q).all():
+                    kl[tag][r, k] = kl_divergence(p, q)
+    return Checkpoints(
+        steps=np.asarray(c_steps, dtype=int), loss=merged["ck_loss"], acc=merged["ck_acc"],
+        entropy=merged["ck_entropy"], heldout_loss=merged["ck_heldout_loss"],
+        heldout_acc=merged["ck_heldout_acc"], heldout_entropy=merged["ck_heldout_entropy"],
+        kl_em_sgd=kl["train"], heldout_kl_em_sgd=kl["heldout"],
     )
 
 
@@ -789,8 +873,12 @@ def train(
     desc: str = "training",
     n_workers: int | None = None,
     probe_every: int = 10,
+    checkpoints: Sequence[int] = (),
+    start: RowParams | None = None,
 ) -> Result:
     """Train every (configuration, seed, schedule) as one batch; see the module docstring.
+
+    Longer than 80 lines: most of it is this docstring, one entry per option.
 
     Both schedules of a seed start from the same initialization and see the same data. Runs whose
     loss becomes non-finite are frozen and flagged in ``Result.diverged``. After training every
@@ -813,6 +901,14 @@ def train(
     n_workers : worker threads on a CPU (default ``min(R, cores, 2)``); 1 on CUDA.
     probe_every : every that many steps, the attention entropy and the per-step change of the
         attention weights and the values are measured (``Result.probes``; 0 turns that off).
+    checkpoints : numbers of updates (each in ``0 .. n_steps``) after which every model is also
+        scored on its training and held-out sequences (``Result.checkpoints``): one long run
+        then gives the results of shorter budgets. The scoring reads the weights and changes
+        nothing of the training.
+    start : continue from these weights instead of the initialization: the ``params`` of an
+        earlier result of the same runs in the same order (each weight with a leading axis ``R``).
+        ``n_steps`` more updates then continue that training exactly (the loss curve and the
+        checkpoints count the new updates from 0); free values are not supported.
 
     Returns
     -------
@@ -829,6 +925,8 @@ def train(
 
     bt = _build_batch(pairs, seeds)
     R = len(bt.runs)
+    if start is not None:
+        _set_start(bt, start)
     state = _device_state(bt, C, dtype, dev)
     gen = np.random.default_rng(0)
     v_idx = np.sort(gen.choice(N, size=min(n_value_samples, N), replace=False))
@@ -836,6 +934,10 @@ def train(
     if v_steps[-1] != n_steps:
         v_steps = np.append(v_steps, n_steps)
     p_steps = np.arange(0, n_steps, probe_every) if probe_every else np.zeros(0, dtype=int)
+    c_steps = sorted({check_int(c, "checkpoints", minimum=0) for c in checkpoints})
+    if c_steps and c_steps[-1] > n_steps:
+        raise ValueError(f"checkpoints must be at most n_steps = {n_steps}, got {c_steps[-1]}")
+    c_steps = np.array(c_steps, dtype=int)
 
     if n_workers is None:
         n_workers = 1 if dev.type != "cpu" else max(1, min(R, os.cpu_count() or 1, 2))
@@ -844,12 +946,12 @@ def train(
     t0 = time.perf_counter()
     bar = tqdm(total=R * n_steps, desc=desc, disable=not progress, mininterval=1.0, unit="run-step")
     with _full_float32(dev):
-        outs = _run_groups(state, groups, n_steps, v_idx, v_steps, p_steps, block, bar)
+        outs = _run_groups(state, groups, n_steps, v_idx, v_steps, p_steps, block, bar, c_steps)
     bar.close()
     seconds = time.perf_counter() - t0
     inv = np.argsort(np.concatenate(groups))
     merged = {k: np.concatenate([o[k] for o in outs])[inv] for k in outs[0]}
-    return _collect(bt, cfgs, merged, v_idx, v_steps, p_steps, seconds, dev)
+    return _collect(bt, cfgs, merged, v_idx, v_steps, p_steps, seconds, dev, c_steps)
 
 
 def _attention_probe(x, W_Q, W_K, W_Q2, W_K2, B: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -878,7 +980,8 @@ def _attention_probe(x, W_Q, W_K, W_Q2, W_K2, B: int) -> tuple[torch.Tensor, tor
 
 
 def _train_group(state: dict, group: list[int], n_steps: int, v_idx: np.ndarray, v_steps: np.ndarray,
-                 p_steps: np.ndarray, block: int, tick) -> dict[str, np.ndarray]:
+                 p_steps: np.ndarray, block: int, tick,
+                 c_steps: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Train the runs ``group`` (indices into ``state``'s batch) for ``n_steps``; numpy outputs.
 
     The hot loop, kept in one piece and in the order of its floating-point operations: chapter 8
@@ -911,12 +1014,16 @@ def _train_group(state: dict, group: list[int], n_steps: int, v_idx: np.ndarray,
     acc_h = torch.zeros_like(loss_h)
     ent_h = torch.zeros_like(loss_h)
     alive = torch.ones(R, 1, 1, dtype=dtype, device=dev)
+    ck_set = {int(t): k for k, t in enumerate(c_steps if c_steps is not None else ())}
+    ck: dict[str, list] = {}
     rec = 0
     for step in range(n_steps + 1):
         V = values(W_V, V_free)
         if rec < len(v_steps) and step == v_steps[rec]:
             values_rec[:, rec] = V[:, v_idx_t]
             rec += 1
+        if step in ck_set:  # score the current weights (after `step` updates); training is untouched
+            _score_checkpoint(ck, s, W_Q, W_K, W_V, V, W_O, b * bmask, weight, block)
         if step == n_steps:
             break
         out = _attention_pass(x, y, W_Q, W_K, V, W_O, b * bmask, weight, block)
@@ -974,6 +1081,23 @@ def _train_group(state: dict, group: list[int], n_steps: int, v_idx: np.ndarray,
         out["heldout_" + k] = cpu(held[k] + nan_free)
     for k, v in pr.items():
         out["probe_" + k] = cpu(v)
+    if ck_set:
+        for k, v in ck.items():
+            out["ck_" + k] = np.stack([cpu(t) for t in v], 1)
     return out
+
+
+def _score_checkpoint(ck: dict[str, list], s: dict, W_Q, W_K, W_V, V, W_O, b, weight, block: int) -> None:
+    """Append the training and held-out scores of the current weights to the lists in ``ck``."""
+    free = s["free"]
+    tr = _attention_pass(s["x"], s["y"], W_Q, W_K, V, W_O, b, weight, block, need_probs=True)
+    xh = s["xh"]
+    ho = _attention_pass(xh, s["yh"], W_Q, W_K, torch.bmm(xh, W_V), W_O, b, weight, block, need_probs=True)
+    nan = torch.where(free, torch.full_like(ho["loss"], float("nan")), torch.zeros_like(ho["loss"]))
+    for k in ("loss", "acc", "entropy"):
+        ck.setdefault(k, []).append(tr[k])
+        ck.setdefault("heldout_" + k, []).append(ho[k] + nan)
+    ck.setdefault("probs", []).append(tr["probs"])
+    ck.setdefault("heldout_probs", []).append(ho["probs"] + nan[:, None, None])
 
 

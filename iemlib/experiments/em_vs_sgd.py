@@ -38,7 +38,10 @@ import numpy as np
 
 from .._validation import as_numpy, check_int, check_positive
 from ..attention.reference import ReferenceRun, run_reference
-from ..attention.trainer import SEEDS, BayesScores, Config, FinalScores, HeldOutScores, Probes, Result, train
+from ..attention.trainer import (
+    SEEDS, BayesScores, Checkpoints, Config, FinalScores, HeldOutScores, Probes, Result, train,
+)
+from ..markov import bayes_filter_predictive, make_dataset, transition_mle
 from ..metrics import kl_divergence
 from ..runtime import single_threaded
 
@@ -59,6 +62,15 @@ __all__ = [
     "load_result",
     "archive_path",
     "load_controls",
+    "BUDGETS",
+    "BUDGET_SETS",
+    "budget_runs",
+    "budget_archive_path",
+    "load_budget",
+    "BudgetSummary",
+    "summarize_budgets",
+    "CountFitMargin",
+    "count_fit_margin",
     "CPU_TOLERANCE",
     "comparison_tolerance",
     "RunComparison",
@@ -208,6 +220,9 @@ def save_result(result: Result, path: str | Path) -> Path:
         for f in dataclasses.fields(getattr(result, group)):
             if f.name != "probs":
                 arrays[f"{group}.{f.name}"] = np.asarray(getattr(getattr(result, group), f.name))
+    if result.checkpoints is not None:  # every field of the checkpoints (scalars per run and step)
+        for f in dataclasses.fields(Checkpoints):
+            arrays[f"checkpoints.{f.name}"] = np.asarray(getattr(result.checkpoints, f.name))
     p.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(p, meta=np.array(json.dumps(meta)), **arrays)
     return p
@@ -231,7 +246,7 @@ def load_result(path: str | Path) -> Result:
         raise ValueError(f"path: no archive at {p}")
     with np.load(p, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
-        groups: dict[str, dict[str, np.ndarray]] = {g: {} for g in _GROUPS}
+        groups: dict[str, dict[str, np.ndarray]] = {g: {} for g in (*_GROUPS, "checkpoints")}
         for k in z.files:
             if "." in k:
                 g, name = k.split(".", 1)
@@ -252,6 +267,7 @@ def load_result(path: str | Path) -> Result:
         params=None, seconds=float(meta["seconds"]), device=str(meta["device"]),
         heldout=HeldOutScores(**groups["heldout"], probs=no_probs), bayes=BayesScores(**groups["bayes"]),
         probe_steps=probe_steps, probes=Probes(**groups["probes"]), kappa=kappa,
+        checkpoints=Checkpoints(**groups["checkpoints"]) if groups["checkpoints"] else None,
     )
 
 
@@ -263,6 +279,167 @@ def archive_path() -> Path:
 def load_controls() -> Result:
     """The archived control runs of chapter 8 (trained by ``bench/ch08_controls.py``)."""
     return load_result(archive_path())
+
+
+# ------------------------------------------------------------------------------------------------
+# the budget sweep: the same runs trained to 5000 steps, scored after 1000, 2000 and 5000
+# ------------------------------------------------------------------------------------------------
+#: The training budgets (numbers of updates) of the budget sweep.
+BUDGETS: tuple[int, ...] = (1000, 2000, 5000)
+
+#: The run sets of the budget sweep, each archived in its own file: the paper-reading chain's two
+#: Table 1 schedules (``"paper"``), plain SGD with one rate 0.1 on that chain (``"paper_sgd01"``),
+#: the public code's two schedules (``"public"``).
+BUDGET_SETS: tuple[str, ...] = ("paper", "paper_sgd01", "public")
+
+
+def budget_runs(run_set: str = "paper", n_steps: int | None = None) -> list[tuple[Config, tuple[str, ...]]]:
+    """The runs of one set of the budget sweep, as ``train``'s ``(Config, schedules)`` list.
+
+    Every configuration is the chapter's, with ``n_steps`` steps; ``train`` is called with the
+    budgets up to ``n_steps`` as ``checkpoints``, so that one run gives every budget (the model
+    after 1000 of its updates is the model a 1000-step run ends with).
+
+    Parameters
+    ----------
+    run_set : ``"paper"`` (the paper reading, EM-like and SGD), ``"paper_sgd01"`` (the paper
+        reading, SGD with one rate 0.1) or ``"public"`` (the public code, EM-like and SGD).
+    n_steps : the longest budget trained (default ``max(BUDGETS)``).
+
+    Returns
+    -------
+    list of ``(Config, schedules)``
+    """
+    n = max(BUDGETS) if n_steps is None else check_int(n_steps, "n_steps", minimum=1)
+    sets = {
+        "paper": [(PAPER, ("em", "sgd"))],
+        "paper_sgd01": [(grid_config(0.1, 0.1), ("sgd",))],
+        "public": [(PUBLIC, ("em", "sgd"))],
+    }
+    if run_set not in sets:
+        raise ValueError(f"run_set must be one of {BUDGET_SETS}, got {run_set!r}")
+    return [(replace(c, n_steps=n), sch) for c, sch in sets[run_set]]
+
+
+def budget_archive_path(run_set: str = "paper") -> Path:
+    """Where a set of the budget sweep is archived: ``iemlib/data/em_vs_sgd_budget_<set>.npz``."""
+    if run_set not in BUDGET_SETS:
+        raise ValueError(f"run_set must be one of {BUDGET_SETS}, got {run_set!r}")
+    return Path(str(resources.files("iemlib") / "data" / f"em_vs_sgd_budget_{run_set}.npz"))
+
+
+def load_budget(run_set: str = "paper") -> Result:
+    """The archived budget sweep of one run set (trained by ``bench/ch08_budget.py``)."""
+    return load_result(budget_archive_path(run_set))
+
+
+@dataclass(frozen=True, eq=False)
+class BudgetSummary:
+    """Both schedules of one configuration after each budget (:func:`summarize_budgets`); every array
+    is ``(n_budgets, n_seeds)``.
+
+    Attributes
+    ----------
+    budgets
+        ``(n_budgets,)`` numbers of updates. seeds : ``(n_seeds,)``.
+    loss_em, loss_sgd, heldout_loss_em, heldout_loss_sgd
+        training and held-out loss (nats).
+    kl_em_sgd, heldout_kl_em_sgd
+        mean ``KL(EM || SGD)`` of the seed's two models on its training and held-out sequence.
+    """
+
+    budgets: np.ndarray
+    seeds: np.ndarray
+    loss_em: np.ndarray
+    loss_sgd: np.ndarray
+    heldout_loss_em: np.ndarray
+    heldout_loss_sgd: np.ndarray
+    kl_em_sgd: np.ndarray
+    heldout_kl_em_sgd: np.ndarray
+
+
+def summarize_budgets(result: Result, config: str) -> BudgetSummary:
+    """Table 1's losses and KL after every checkpoint of ``result`` for one configuration.
+
+    Parameters
+    ----------
+    result : trained with ``checkpoints`` (the budget archive), both schedules of ``config``.
+    config : the configuration's name.
+
+    Returns
+    -------
+    BudgetSummary
+    """
+    ck = result.checkpoints
+    if ck is None:
+        raise ValueError("result has no checkpoints (train with checkpoints=..., or load a budget archive)")
+    em, sgd = result.select(config, "em"), result.select(config, "sgd")
+    if not em or len(em) != len(sgd):
+        raise ValueError(f"config {config!r} needs both schedules for every seed in the result")
+    return BudgetSummary(
+        budgets=ck.steps, seeds=np.array([result.runs[i][1] for i in em]),
+        loss_em=ck.loss[em].T, loss_sgd=ck.loss[sgd].T,
+        heldout_loss_em=ck.heldout_loss[em].T, heldout_loss_sgd=ck.heldout_loss[sgd].T,
+        kl_em_sgd=ck.kl_em_sgd[em].T, heldout_kl_em_sgd=ck.heldout_kl_em_sgd[em].T,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# the memorization margin
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class CountFitMargin:
+    """How far below the true chain's Bayes filter a predictor gets that fits only the sampling of one
+    sequence's transition counts (:func:`count_fit_margin`); arrays ``(n_seeds,)``, losses in nats.
+
+    Attributes
+    ----------
+    seeds
+        the data seeds.
+    bayes_loss
+        the exact Bayes filter of the true chain on the training sequence.
+    count_fit_loss
+        the same filter (same emission model) with the chain's maximum-likelihood estimate
+        from that sequence's transition counts (:func:`iemlib.markov.transition_mle`).
+    """
+
+    seeds: np.ndarray
+    bayes_loss: np.ndarray
+    count_fit_loss: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        """``bayes_loss - count_fit_loss``: what fitting the counts' sampling alone gains."""
+        return self.bayes_loss - self.count_fit_loss
+
+
+def count_fit_margin(config: Config, seeds: Sequence[int] | None = None) -> CountFitMargin:
+    """The memorization margin of ``config``'s training sequences.
+
+    A model whose training loss lies between ``count_fit_loss`` and ``bayes_loss`` may have learnt
+    no more than the transition frequencies of its one sequence; one below ``count_fit_loss`` has
+    fitted more of that sequence than its transition counts (its noise).
+
+    Parameters
+    ----------
+    config : the chain, sequence length and input dimension.
+    seeds : the data seeds (default ``config.seeds``).
+
+    Returns
+    -------
+    CountFitMargin
+    """
+    P = config.transition_matrix()
+    seeds = tuple(config.seeds if seeds is None else seeds)
+    bayes, fit = [], []
+    for seed in seeds:
+        d = make_dataset(P, config.seq_len, config.d_x, int(seed))
+        y = d.y.numpy()
+        states = np.concatenate([d.y_prev.numpy()[:1], y])
+        for Q, out in ((P, bayes), (transition_mle(states, config.n_states), fit)):
+            pred = bayes_filter_predictive(Q, d.mu, d.x)
+            out.append(-np.log(pred[np.arange(len(y)), y]).mean())
+    return CountFitMargin(seeds=np.array(seeds), bayes_loss=np.array(bayes), count_fit_loss=np.array(fit))
 
 
 # ------------------------------------------------------------------------------------------------
