@@ -1,4 +1,4 @@
-"""Training diagnostics for attention heads (Aggarwal, Dalal and Misra 2025, §8.1), principal
+"""Training diagnostics for attention heads (Agarwal, Dalal and Misra 2025, §8.1), principal
 components of value trajectories, and the two settling steps of a training history.
 
 The diagnostics are generic over attention outputs: they take the arrays an attention head produces

@@ -1,4 +1,4 @@
-"""One attention head and its closed-form gradients, in the notation of Aggarwal, Dalal and Misra
+"""One attention head and its closed-form gradients, in the notation of Agarwal, Dalal and Misra
 (2025), "Gradient Dynamics of Attention" (§2–§3).
 
 Notation (the paper's, with rows as positions):
@@ -413,7 +413,7 @@ def closed_form_gradients(x: ArrayLike, y: Any, W_Q: ArrayLike, W_K: ArrayLike, 
     -------
     dict
         ``{"W_Q", "W_K", "W_V", "W_O", "b"}``, each of its parameter's shape, computed from §3 of
-        Aggarwal, Dalal and Misra (2025) without autograd (a dict: this is the book's stable public
+        Agarwal, Dalal and Misra (2025) without autograd (a dict: this is the book's stable public
         API). For the intermediates use :func:`closed_form_backward`.
     """
     ts, y_t, as_torch = _prepared(x, y, W_Q, W_K, W_V, W_O, b, causal)

@@ -1,7 +1,7 @@
 """A plain per-seed training loop of the public EM-vs-SGD script, to time the batched trainer against.
 
 RE-IMPLEMENTATION, in our own code, of the *straightforward* loop of the authors' public script
-``em_vs_sgd_multiseed.py`` (Aggarwal, Dalal & Misra 2025; we read it and wrote this from its
+``em_vs_sgd_multiseed.py`` (Agarwal, Dalal & Misra 2025; we read it and wrote this from its
 description), importable so that every build of the book can time :func:`iemlib.attention.train`
 against it (``iemlib.experiments.em_vs_sgd.time_against_reference``):
 
