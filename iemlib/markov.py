@@ -40,6 +40,7 @@ __all__ = [
     "sample_sequence",
     "make_dataset",
     "bayes_filter_predictive",
+    "bayes_filter_loss",
     "BayesFilter",
     "bayes_filter",
     "transition_mle",
@@ -315,6 +316,17 @@ def bayes_filter_predictive(
     """
     return bayes_filter(P, mu, x, noise_std).predictive
 
+
+
+def bayes_filter_loss(data: Dataset) -> float:
+    """The exact Bayes filter's mean cross-entropy (nats) on one sequence: the least loss any model can expect.
+
+    ``-mean_t log p(y_t | x_1..x_t)`` under :func:`bayes_filter_predictive` with the sequence's own chain and means.
+    """
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a Dataset (make_dataset), got {type(data).__name__}")
+    pb = bayes_filter_predictive(data.P, data.mu, data.x)
+    return float(-np.log(pb[np.arange(len(data.y)), data.y.numpy()]).mean())
 
 @dataclass(frozen=True, eq=False)
 class BayesFilter:

@@ -189,3 +189,17 @@ def test_transition_mle_maximizes_the_likelihood(seed, n):
 
     assert ll(P_hat) >= ll(Q) - 1e-9
     assert np.allclose(P_hat.sum(1), 1.0)
+
+
+def test_bayes_filter_loss_is_the_filters_cross_entropy():
+    from iemlib.markov import bayes_filter_loss, bayes_filter_predictive, make_dataset, sticky_transition_matrix
+
+    P = sticky_transition_matrix(8, 0.3)
+    d = make_dataset(P, 300, 20, 7)
+    pb = bayes_filter_predictive(P, d.mu, d.x)
+    direct = -np.log(pb[np.arange(len(d.y)), d.y.numpy()]).mean()
+    assert bayes_filter_loss(d) == pytest.approx(direct, rel=0, abs=0)
+    # the filter beats predicting the stationary distribution (uniform here) on its own sequence
+    assert bayes_filter_loss(d) < np.log(8)
+    with pytest.raises(ValueError, match="data"):
+        bayes_filter_loss(P)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_int, check_positive
-from ..markov import bayes_filter_predictive, make_dataset, sticky_transition_matrix
+from ..markov import bayes_filter_loss, make_dataset, sticky_transition_matrix
 from ..runtime import resolve_device, single_threaded
 
 __all__ = [
@@ -313,11 +313,7 @@ def _sequences(c: DeepConfig, seed: int) -> tuple:
     P = c.transition_matrix()
     ds = make_dataset(P, c.seq_len, c.d_x, seed)
     dh = make_dataset(P, c.seq_len, c.d_x, seed + c.heldout_offset)
-    bl = []
-    for d in (ds, dh):
-        pb = bayes_filter_predictive(P, d.mu, d.x)
-        bl.append(float(-np.log(pb[np.arange(len(d.y)), d.y.numpy()]).mean()))
-    return ds, dh, bl[0], bl[1]
+    return ds, dh, bayes_filter_loss(ds), bayes_filter_loss(dh)
 
 
 def _adamw_step(p, grads, state, lr_t, scale_v, c: DeepConfig, t: int) -> None:
