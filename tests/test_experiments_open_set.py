@@ -109,8 +109,8 @@ def test_volume_ablation_and_reject_variants():
     for d in (*r.ablation_auroc.values(), *r.ablation_fpr95.values()):
         assert set(d) == set(S.OOD_SETS) and all(0.0 <= v <= 1.0 for v in d.values())
     assert 0.0 <= r.accuracy["pixel Gaussian, per-class, no log-det"] <= 1.0
-    assert set(r.reject_variants) == {"tau = 30", "tau from training L (5% quantile)"}
-    v = r.reject_variants["tau from training L (5% quantile)"]
+    assert set(r.reject_variants) == {"d0 = 30", "d0 from training L (5% quantile)"}
+    v = r.reject_variants["d0 from training L (5% quantile)"]
     assert np.isfinite(v["tau"]) and set(v["auroc"]) == set(S.OOD_SETS) and 0.0 <= v["accuracy"] <= 1.0
     # the main run is the same with or without the variants
     plain = S.digit_open_set_run(1, mlp_epochs=20, proto_epochs=20)

@@ -61,7 +61,7 @@ SCORES: dict[str, tuple[str, str]] = {
     "Gaussian, per-class": ("MLP hidden layer", "the same with one covariance per class and its log-determinant"),
     "prototype max-softmax": ("prototype", "max_j softmax(-d)_j"),
     "prototype L": ("prototype", "L = log sum_j exp(-d_j), the book's threshold score"),
-    "reject component": ("prototype + reject, tau = 10", "tau + L = log((1 - r_0) / r_0)"),
+    "reject component": ("prototype + reject, d0 = 10", "d0 + L = log((1 - r_0) / r_0)"),
     "pixel Gaussian, shared": ("class Gaussians on pixels", "-min_k squared Mahalanobis distance, tied covariance"),
     "pixel Gaussian, per-class": ("class Gaussians on pixels", "the same with one covariance per class and its log-determinant"),
 }
@@ -159,13 +159,13 @@ def _reject_variants(seed: int, K: int, proto_epochs: int, taus: list[float],
     """Reject components at further distances on the split of ``seed`` (see :func:`digit_open_set_run`)."""
     data = digit_ood_sets(sorted(int(k) for k in np.random.default_rng(seed).permutation(10)[:K]), random_state=seed)
     X, y, sets = data.X_train, data.y_train, data.sets
-    labelled = [(f"tau = {t:g}", t) for t in taus]
+    labelled = [(f"d0 = {t:g}", t) for t in taus]
     if quantile is not None:
         proto = PrototypeClassifier(X, y, K, expanded=True)
         train_classifier(proto, X, y, epochs=proto_epochs, lr=0.1, record=())
         with torch.no_grad():
             L_train = energy_score(to_numpy(proto(X), np.float64))
-        labelled.append((f"tau from training L ({quantile:.0%} quantile)", -float(np.quantile(L_train, quantile))))
+        labelled.append((f"d0 from training L ({quantile:.0%} quantile)", -float(np.quantile(L_train, quantile))))
     out = {}
     for label, t in labelled:
         rbase = PrototypeClassifier(X, y, K, expanded=True)

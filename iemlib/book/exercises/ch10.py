@@ -88,7 +88,7 @@ def _reject_exercise(d_known: Any, tau: float) -> Exercise:
         expected=lambda: expected,
         mistakes=(
             Mistake(NORMALIZATION, lambda: np.exp(-t) * np.ones(len(d)),
-                    "exp(-tau) alone is not a responsibility: normalize against the known classes."),
+                    "exp(-d0) alone is not a responsibility: normalize against the known classes."),
             Mistake(WRONG_QUANTITY, lambda: 1.0 - expected, "that is the total responsibility of the known classes."),
             Mistake(FLIPPED_SIGN, lambda: _reject_expected(-d, -t), "the signs of the distances are flipped: a larger distance gives a smaller share."),
         ),
