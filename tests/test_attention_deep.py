@@ -71,6 +71,22 @@ def test_advantage_law_on_every_head():
     assert np.allclose(dg.loss, res.final_loss, atol=1e-5)
     assert ((0 < dg.self_mass) & (dg.self_mass <= 1)).all() and len(dg.residual) == 3
     assert (dg.attention_entropy > 0).all() and ((0 < dg.usage_top) & (dg.usage_top <= 1)).all()
+    assert dg.advantage is None
+    # the kept advantage matrices: causal, centred under each row's attention, and their share of
+    # positive entries on the kept block is what the full count would give on that block
+    m = 12
+    dk = head_diagnostics(res.params, d.x[:m], d.y[:m], C.n_heads, keep_advantage=m)
+    A = dk.advantage
+    assert A.shape == (1, 2, 4, m, m) and np.all(np.triu(A, 1) == 0)
+    out = deep_forward({k: torch.as_tensor(v, dtype=torch.float64).requires_grad_()
+                        for k, v in res.params.items()},
+                       torch.as_tensor(d.x[:m], dtype=torch.float64)[None], C.n_heads, capture=True)
+    for layer, alpha in enumerate(out.alpha):
+        centred = (alpha[0].detach().numpy() * A[0, layer]).sum(-1)  # E_alpha_i[A_i.] = 0 for every row
+        assert np.abs(centred).max() < 1e-12
+    assert np.allclose(dk.advantage_positive, (A > 0).sum((-1, -2)) / (m * (m + 1) / 2))
+    with pytest.raises(ValueError, match="keep_advantage"):
+        head_diagnostics(res.params, d.x[:m], d.y[:m], C.n_heads, keep_advantage=m + 1)
 
 
 def test_bad_input():

@@ -447,6 +447,9 @@ class HeadDiagnostics:
     residual
         ``L + 1`` arrays ``(R, N, d_model)``: the residual stream after the input projection and
         after each block (for probes).
+    advantage
+        ``(R, L, H, m, m)``: the advantage matrices ``A_ij`` of the first ``m`` query and key
+        positions (``m = keep_advantage``; zero above the diagonal), or ``None`` when ``m = 0``.
     """
 
     loss: np.ndarray
@@ -458,9 +461,11 @@ class HeadDiagnostics:
     advantage_positive: np.ndarray
     advantage_law_error: np.ndarray
     residual: list
+    advantage: np.ndarray | None = None
 
 
-def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int) -> HeadDiagnostics:
+def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int, *,
+                     keep_advantage: int = 0) -> HeadDiagnostics:
     """The paper's §8.1 diagnostics for every head of every layer, and the advantage law checked by autograd.
 
     One forward and one backward pass (float64) of the mean cross-entropy **loss** of each model on
@@ -473,6 +478,8 @@ def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int) -> He
     params : name -> ``(R, ...)`` weights (``DeepTraining.params``).
     x : ``(N, d_x)`` or ``(R, N, d_x)``; y : ``(N,)`` or ``(R, N)`` integer targets.
     n_heads : heads per layer.
+    keep_advantage : int >= 0, keep the advantage matrices of the first ``keep_advantage``
+        positions (``HeadDiagnostics.advantage``; at most the sequence length).
 
     Returns
     -------
@@ -492,8 +499,11 @@ def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int) -> He
     loss = _mean_ce(out.logits, y_)
     loss.sum().backward()
     N = x_.shape[1]
+    m = check_int(keep_advantage, "keep_advantage", minimum=0)
+    if m > N:
+        raise ValueError(f"keep_advantage must be at most the sequence length {N}, got {m}")
     causal = torch.ones(N, N, dtype=torch.bool).tril()
-    res = {k: [] for k in ("ent", "self", "prev", "top", "vn", "pos", "err")}
+    res = {k: [] for k in ("ent", "self", "prev", "top", "vn", "pos", "err", "adv")}
     k_top = max(1, N // 10)
     with torch.no_grad():
         for s, A, v, g in zip(out.scores, out.alpha, out.values, out.g):
@@ -507,6 +517,7 @@ def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int) -> He
             B = B.masked_fill(~causal, 0.0)
             adv = -(B - (A * B).sum(-1, keepdim=True))
             res["pos"].append(((adv > 0) & causal).sum((-1, -2)) / causal.sum())
+            res["adv"].append(adv[..., :m, :m].masked_fill(~causal[:m, :m], 0.0))
             law = A * (-adv)
             ds = s.grad.masked_fill(~causal, 0.0)
             res["err"].append((ds - law).abs().amax((-1, -2)) / ds.abs().amax((-1, -2)).clamp_min(1e-300))
@@ -515,6 +526,7 @@ def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int) -> He
         loss=loss.detach().numpy(), attention_entropy=st("ent"), self_mass=st("self"), previous_mass=st("prev"),
         usage_top=st("top"), value_norm=st("vn"), advantage_positive=st("pos"), advantage_law_error=st("err"),
         residual=[h.detach().numpy() for h in out.residual],
+        advantage=st("adv") if m else None,
     )
 
 
