@@ -50,37 +50,63 @@ def budget():
     return load_budget("paper")
 
 
-def test_shipped_budget_archive_is_the_current_run_set(budget):
+@pytest.fixture(scope="module", params=BUDGET_SETS)
+def any_budget(request):
+    """Every shipped run set of the sweep (chapter 8 reads all three)."""
+    assert budget_archive_path(request.param).is_file(), f"run bench/ch08_budget.py --set {request.param}"
+    return request.param, load_budget(request.param)
+
+
+def test_shipped_budget_archive_is_the_current_run_set(any_budget):
+    run_set, budget = any_budget
     n = budget.loss.shape[1]
-    (c, sched), = budget_runs("paper", n)
+    (c, sched), = budget_runs(run_set, n)
     assert budget.configs == {c.name: c}
     assert sorted(budget.runs) == sorted((c.name, s, x) for s in c.seeds for x in sched)
     ck = budget.checkpoints
-    assert ck is not None and n >= 2000
-    assert [b for b in BUDGETS if b <= n] == [int(b) for b in ck.steps if b in BUDGETS]
-    assert ck.steps[-1] == n and ck.loss.shape == (10, len(ck.steps))
+    assert ck is not None and n == max(BUDGETS)
+    assert list(BUDGETS) == [int(b) for b in ck.steps]
+    assert ck.loss.shape == (len(c.seeds) * len(sched), len(BUDGETS))
     assert not budget.diverged.any() and np.isfinite(ck.heldout_loss).all()
-    em = budget.select(c.name, "em")
-    assert np.isfinite(ck.kl_em_sgd[em]).all() and (ck.kl_em_sgd[em] > 0).all()
+    if "em" in sched:
+        em = budget.select(c.name, "em")
+        assert np.isfinite(ck.kl_em_sgd[em]).all() and (ck.kl_em_sgd[em] > 0).all()
     assert np.array_equal(ck.loss[:, -1], budget.final.loss)
+    # training lowers the loss at every budget on every run
+    assert (np.diff(ck.loss, axis=1) < 0).all()
 
 
-def test_budget_archive_agrees_with_the_control_archive(budget):
-    """Its first 1000 steps are the control archive's paper-reading runs (trained separately)."""
+def test_budget_archive_agrees_with_the_control_archive(any_budget):
+    """Its first 1000 steps are the control archive's runs of the same configuration (trained separately)."""
+    _, budget = any_budget
     controls = load_controls()
     cmp = compare_runs(controls, budget, runs=[r for r in budget.runs])
-    assert cmp.agree and cmp.n_prefix == 10 and cmp.tol == CPU_TOLERANCE, cmp
+    assert cmp.agree and cmp.n_prefix == len(budget.runs) and cmp.tol == CPU_TOLERANCE, cmp
     k = budget.checkpoints.at(1000)
     j = [controls.index(*r) for r in budget.runs]
     assert np.abs(budget.checkpoints.loss[:, k] - controls.final.loss[j]).max() <= CPU_TOLERANCE
     assert np.abs(budget.checkpoints.heldout_loss[:, k] - controls.heldout.loss[j]).max() <= CPU_TOLERANCE
 
 
-def test_budget_archive_is_what_the_trainer_produces(budget):
-    """A behavioural fingerprint: a live 30-step prefix of one seed's two runs."""
-    live = train(replace(PAPER, n_steps=30, seeds=(2024,)), progress=False, device="cpu", probe_every=0)
-    cmp = compare_runs(live, budget)
-    assert cmp.n_runs == 2 and cmp.n_prefix == 2 and cmp.agree, cmp
+@pytest.mark.parametrize("run_set", BUDGET_SETS)
+def test_budget_archive_is_what_the_trainer_produces(run_set):
+    """A behavioural fingerprint: a live 30-step prefix of one seed's runs."""
+    (c, sched), = budget_runs(run_set, 30)
+    live = train([(replace(c, seeds=(2024,)), sched)], progress=False, device="cpu", probe_every=0)
+    cmp = compare_runs(live, load_budget(run_set))
+    assert cmp.n_runs == len(sched) and cmp.n_prefix == len(sched) and cmp.agree, cmp
+
+
+def test_matched_value_step_sgd_overfits_with_the_budget():
+    """The chapter's reading of the 'paper_sgd01' set: SGD with one rate 0.1 trains lower than the
+    EM-like schedule at every budget, and its held-out loss rises after 1000 steps."""
+    b, s = load_budget("paper"), load_budget("paper_sgd01")
+    em = b.select(PAPER.name, "em")
+    s1 = s.select(grid_config(0.1, 0.1).name, "sgd")
+    assert [b.runs[i][1] for i in em] == [s.runs[i][1] for i in s1]
+    assert (s.checkpoints.loss[s1] < b.checkpoints.loss[em]).all()
+    ho = s.checkpoints.heldout_loss[s1]
+    assert (ho[:, -1] > ho[:, 0]).all()
 
 
 def test_summarize_budgets(budget):
