@@ -119,3 +119,20 @@ def test_bad_input():
     with pytest.raises(ValueError, match="late_from"):
         toy_summary(simulate_toy(n_steps=3), late_from=-1)
     assert isinstance(simulate_toy(n_steps=0), ToyRun)
+
+
+def test_value_lr_is_a_rate_vector():
+    """value_lr moves W_V by its own rate and every other weight by lr, from the same forward pass;
+    value_lr = lr is plain gradient descent, bit for bit."""
+    plain = simulate_toy(random_state=3, n_steps=3)
+    same = simulate_toy(random_state=3, n_steps=3, value_lr=0.2)
+    assert np.array_equal(plain.loss, same.loss) and plain.value_lr == 0.2
+    em = simulate_toy(random_state=3, n_steps=1, value_lr=1.0)
+    for name in ("W_Q", "W_K", "W_V", "W_O", "b"):
+        step = getattr(em.params, name)[0] - getattr(em.params, name)[1]
+        rate = 1.0 if name == "W_V" else 0.2
+        np.testing.assert_allclose(step, rate * getattr(em.grads, name)[0], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="value_lr"):
+        simulate_toy(value_lr=0.0)
+    with pytest.raises(ValueError, match="value_lr"):
+        simulate_toy(value_lr=float("nan"))

@@ -32,6 +32,9 @@ class ToyRun:
     ----------
     random_state, lr, init_scale, causal
         the run's settings.
+    value_lr
+        the step on ``W_V`` (equal to ``lr`` for plain gradient descent; larger for the §5.3
+        EM-like schedule read as a rate vector, chapter 8).
     x
         ``(T, d_x)``; y : ``(T,)`` the sequence and its targets.
     params
@@ -66,6 +69,7 @@ class ToyRun:
     dL_dv: np.ndarray
     p: np.ndarray
     grads: HeadParams
+    value_lr: float | None = None
 
     @property
     def n_steps(self) -> int:
@@ -88,6 +92,7 @@ def simulate_toy(
     lr: float = 0.2,
     init_scale: float = 0.3,
     causal: bool = False,
+    value_lr: float | None = None,
 ) -> ToyRun:
     """The toy simulation of the paper's §7.1, driven by the closed forms (no autograd).
 
@@ -103,6 +108,10 @@ def simulate_toy(
     n_steps, lr : gradient steps and their size.
     init_scale : standard deviation of the initial weights.
     causal : causal attention (``j <= i``) or full.
+    value_lr : float > 0, optional
+        the step on ``W_V`` (default ``lr``). A larger one is the paper's §5.3 EM-like schedule
+        with values ``v_j = W_V x_j``: its M-like value step is a gradient step on ``W_V`` with
+        its own rate (chapter 8), taken here from the same forward pass as the other steps.
 
     Returns
     -------
@@ -114,6 +123,8 @@ def simulate_toy(
     C = check_int(n_classes, "n_classes", minimum=2)
     n_steps = check_int(n_steps, "n_steps", minimum=0)
     lr = check_positive(lr, "lr")
+    value_lr = lr if value_lr is None else check_positive(value_lr, "value_lr")
+    steps = {k: value_lr if k == "W_V" else lr for k in PARAM_NAMES}
     init_scale = check_positive(init_scale, "init_scale")
     causal = check_bool(causal, "causal")
     rng = np.random.default_rng(random_state)
@@ -138,13 +149,13 @@ def simulate_toy(
                 phist[k].append(p_t[k])
                 ghist[k].append(state[k])
             if step < n_steps:
-                p_t = {k: p_t[k] - lr * state[k] for k in PARAM_NAMES}
+                p_t = {k: p_t[k] - steps[k] * state[k] for k in PARAM_NAMES}
 
     def stack(h: dict[str, list], k: str) -> np.ndarray:
         return np.asarray([t.numpy() for t in h[k]])
 
     return ToyRun(
-        random_state=random_state, lr=lr, init_scale=init_scale, causal=causal, x=x, y=y,
+        random_state=random_state, lr=lr, value_lr=value_lr, init_scale=init_scale, causal=causal, x=x, y=y,
         params=HeadParams(*(stack(phist, k) for k in PARAM_NAMES)),
         grads=HeadParams(*(stack(ghist, k) for k in PARAM_NAMES)),
         **{k: stack(hist, k) for k in _RECORDED},
