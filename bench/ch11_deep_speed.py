@@ -14,12 +14,12 @@ five seeds) from the same initial weights on the same sequences for the same ste
   ``CosineAnnealingLR`` and ``clip_grad_norm_`` -- what one writes without batching.
 
 Measured side by side in one process: ours, the reference, ours again (the mean of the two), all on
-one thread on a CPU. Measured 2026-12-04 on the 2-core CPU of the book's build machine while other
-jobs held it at a load average of 12 to 15 (so the numbers are rough): 5 steps, 57 ms per run-step
-batched against 65 ms for the loop (speed-up 1.14); 20 steps, 193 against 80 ms (0.41). The forward
-and backward passes alone, alternated in one process, took 118-132 ms batched against 135-140 ms for
-the loop. On one CPU thread batching buys nothing measurable: the work is the same large products
-(PyTorch's fused causal attention on both sides). The loss curves agree to 4.8e-7 nats.
+one thread on a CPU. Measured 2026-12-04 on the 2-core CPU of the book's build machine with nothing
+else running (load average 1.5): 20 steps, 16.6 and 16.7 ms per run-step batched against 19.4 and
+18.8 ms for the loop (speed-up 1.17 and 1.13); 100 steps, 16.2 against 19.1 ms (1.18). An earlier
+measurement under a load average of 12 to 15 (other jobs) gave 0.41 to 1.14: the timings move with
+the load. On one CPU thread batching buys little: the work is the same large products (PyTorch's
+fused causal attention on both sides), and batching saves the Python overhead. The loss curves agree to 4.8e-7 nats.
 """
 
 from __future__ import annotations
