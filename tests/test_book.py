@@ -309,3 +309,34 @@ def test_bookkeeping_is_folded(path):
         if c.get("metadata", {}).get("mystnb", {}).get("figure") is not None:
             assert "hide-input" in tags, f"figure cell {c.get('id')} is not folded (tag hide-input)"
         assert "set_num_threads" not in _src(c), f"cell {c.get('id')} sets torch's thread count"
+
+
+def _discarded_tables(src: str) -> list[int]:
+    """Line numbers of ``report(...)`` calls whose table a notebook would discard: a bare call that is not the
+    cell's last statement (Jupyter displays only the last expression; elsewhere wrap it in ``display``)."""
+    import ast
+
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:  # IPython magics (the setup cell)
+        return []
+    last = tree.body[-1] if tree.body else None
+    return [n.lineno for n in ast.walk(tree)
+            if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+            and getattr(n.value.func, "id", None) == "report" and n is not last]
+
+
+def test_discarded_tables_are_found():
+    assert _discarded_tables("report(rows)\nprint(1)") == [1]
+    assert _discarded_tables("for k in x:\n    report(k)\nprint(1)") == [2]
+    assert _discarded_tables("print(1)\nreport(rows)") == []
+    assert _discarded_tables("display(report(rows))\nprint(1)") == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_table_is_displayed(path):
+    """A table built by iemlib.book.report shows only as a cell's last expression or inside display(...)."""
+    nb = json.loads(path.read_text())
+    bad = [(c.get("id"), ln) for c in nb["cells"] if c["cell_type"] == "code"
+           for ln in _discarded_tables(_src(c))]
+    assert not bad, f"report(...) results discarded (cell id, line): {bad}"
