@@ -19,7 +19,8 @@ else running (load average 1.5): 20 steps, 16.6 and 16.7 ms per run-step batched
 18.8 ms for the loop (speed-up 1.17 and 1.13); 100 steps, 16.2 against 19.1 ms (1.18). An earlier
 measurement under a load average of 12 to 15 (other jobs) gave 0.41 to 1.14: the timings move with
 the load. On one CPU thread batching buys little: the work is the same large products (PyTorch's
-fused causal attention on both sides), and batching saves the Python overhead. The loss curves agree to 4.8e-7 nats.
+fused causal attention on both sides), and batching saves the Python overhead. The loss curves
+agree to 4.8e-7 nats.
 """
 
 from __future__ import annotations

@@ -317,7 +317,6 @@ def bayes_filter_predictive(
     return bayes_filter(P, mu, x, noise_std).predictive
 
 
-
 def bayes_filter_loss(data: Dataset) -> float:
     """The exact Bayes filter's mean cross-entropy (nats) on one sequence: the least loss any model can expect.
 
@@ -327,6 +326,7 @@ def bayes_filter_loss(data: Dataset) -> float:
         raise ValueError(f"data must be a Dataset (make_dataset), got {type(data).__name__}")
     pb = bayes_filter_predictive(data.P, data.mu, data.x)
     return float(-np.log(pb[np.arange(len(data.y)), data.y.numpy()]).mean())
+
 
 @dataclass(frozen=True, eq=False)
 class BayesFilter:

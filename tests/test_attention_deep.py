@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from iemlib.attention.deep import (
-    DeepConfig, DeepRun, TorchReference, deep_forward, head_diagnostics, init_deep_params, train_deep,
+    DeepConfig, DeepRun, TorchReference, deep_forward, head_diagnostics, init_deep_params,
+    target_key_advantage_gap, train_deep,
 )
 from iemlib.markov import make_dataset
 
@@ -102,3 +103,30 @@ def test_bad_input():
         train_deep([], C)
     with pytest.raises(ValueError, match="params"):
         head_diagnostics({}, np.zeros((5, 20)), np.zeros(5, dtype=int), 4)
+
+
+def test_target_key_advantage_gap():
+    """By hand on a 4-position block: keys carrying the target (y_{j-1} = y_i) against the others."""
+    y = np.array([[0, 0, 1, 0]])
+    # causal entries with j >= 1: (1,1) (2,1) (2,2) (3,1) (3,2) (3,3); carries target y_i = y_{j-1}:
+    # (1,1): y0=0=y1 yes; (2,1): y0=0 vs y2=1 no; (2,2): y1=0 vs 1 no; (3,1): 0=0 yes; (3,2): 0=0 yes;
+    # (3,3): y2=1 vs 0 no
+    A = np.zeros((1, 1, 1, 4, 4))
+    for (i, j), v in {(1, 1): 3.0, (2, 1): -1.0, (2, 2): 0.0, (3, 1): 1.0, (3, 2): 2.0, (3, 3): 2.0}.items():
+        A[0, 0, 0, i, j] = v
+    A[0, 0, 0, :, 0] = 100.0  # key 0 is ignored
+    gap = target_key_advantage_gap(A, y)
+    assert gap.shape == (1, 1, 1)
+    assert gap[0, 0, 0] == pytest.approx((3 + 1 + 2) / 3 - (-1 + 0 + 2) / 3)
+    # flipping the sign of every advantage flips the gap
+    assert target_key_advantage_gap(-A, y)[0, 0, 0] == pytest.approx(-gap[0, 0, 0])
+    with pytest.raises(ValueError, match="advantage"):
+        target_key_advantage_gap(np.zeros((1, 4, 4)), y)
+    with pytest.raises(ValueError, match="y must be"):
+        target_key_advantage_gap(A, y[:, :3])
+    with pytest.raises(ValueError, match="y must be"):
+        target_key_advantage_gap(A, y.astype(float))
+    with pytest.raises(ValueError, match="no gap"):
+        target_key_advantage_gap(A, np.zeros((1, 4), int))
+    with pytest.raises(ValueError, match="advantage"):
+        target_key_advantage_gap(np.full((1, 1, 1, 4, 4), np.nan), y)

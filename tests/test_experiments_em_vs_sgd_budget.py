@@ -133,3 +133,27 @@ def test_count_fit_margin():
     assert np.allclose(m.margin, m.bayes_loss - m.count_fit_loss)
     full = count_fit_margin(PAPER, seeds=(42,))
     assert 0.005 < float(full.margin[0]) < 0.03  # 56 free parameters, 1999 positions: about 0.014
+
+
+def test_committed_authors_script_run_matches_the_public_runs():
+    """iemlib/data/authors_script_run.json (the authors' script, run once in full) against the control
+    archive's public-code runs: every seed's loss curve and final scores, to float32 rounding."""
+    import json
+    from importlib import resources
+
+    run = json.loads((resources.files("iemlib") / "data" / "authors_script_run.json").read_text())
+    out = run["output"]
+    assert run["commit"].startswith("670c6d6") and out["n_steps"] == PUBLIC.n_steps
+    assert sorted(out["seeds"]) == sorted(PUBLIC.seeds)
+    controls = load_controls()
+    for rec in out["per_seed"]:
+        for sched in ("sgd", "em"):
+            i = controls.index(PUBLIC.name, rec["seed"], sched)
+            curve = np.array(rec[f"losses_{sched}_full"])
+            assert curve.shape == (PUBLIC.n_steps,)
+            assert np.abs(curve - controls.loss[i]).max() <= CPU_TOLERANCE
+            assert abs(rec[sched]["loss"] - controls.final.loss[i]) <= CPU_TOLERANCE
+            assert abs(rec[sched]["accuracy"] - controls.final.acc[i]) <= CPU_TOLERANCE
+    for sched in ("sgd", "em"):  # the script's printed means are ours
+        mine = controls.final.loss[controls.select(PUBLIC.name, sched)]
+        assert abs(out[sched]["loss_mean"] - mine.mean()) <= CPU_TOLERANCE

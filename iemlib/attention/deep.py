@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_int, check_positive
+from .._validation import as_numpy, check_int, check_positive
 from ..markov import bayes_filter_loss, make_dataset, sticky_transition_matrix
 from ..runtime import resolve_device, single_threaded
 
@@ -51,6 +51,7 @@ __all__ = [
     "train_deep",
     "HeadDiagnostics",
     "head_diagnostics",
+    "target_key_advantage_gap",
     "deep_to_arrays",
     "deep_from_arrays",
     "TorchReference",
@@ -528,6 +529,45 @@ def head_diagnostics(params: dict[str, Any], x: Any, y: Any, n_heads: int, *,
         residual=[h.detach().numpy() for h in out.residual],
         advantage=st("adv") if m else None,
     )
+
+
+def target_key_advantage_gap(advantage: Any, y: Any) -> np.ndarray:
+    """Mean advantage of the keys that carry each query's target, minus that of the other keys.
+
+    On the sticky chain the input at position ``j`` embeds the symbol ``y_{j-1}``, so key ``j``
+    *carries* query ``i``'s target when ``y_{j-1} = y_i``. Over the causal entries ``1 <= j <= i``
+    of the kept block (key 0 carries no symbol), the gap is the mean ``A_ij`` over the keys that
+    carry the target minus the mean over those that do not; positive means a gradient step on the
+    scores would shift attention towards the target-carrying keys.
+
+    Parameters
+    ----------
+    advantage : ``(R, L, H, m, m)`` advantage matrices (``HeadDiagnostics.advantage``).
+    y : ``(R, N)`` integer targets of the same sequences, ``N >= m``.
+
+    Returns
+    -------
+    ``(R, L, H)`` float64 gaps.
+    """
+    A = as_numpy(advantage, "advantage", ndim=5)
+    R, m = A.shape[0], A.shape[-1]
+    if A.shape[-2] != m or m < 2:
+        raise ValueError(f"advantage must be (R, L, H, m, m) with m >= 2, got {A.shape}")
+    y_ = np.asarray(y)
+    if y_.ndim != 2 or y_.shape[0] != R or y_.shape[1] < m or not np.issubdtype(y_.dtype, np.integer):
+        raise ValueError(f"y must be ({R}, N >= {m}) integer targets, got {y_.shape} of {y_.dtype}")
+    causal = np.tril(np.ones((m, m), bool))
+    causal[:, 0] = False  # key 0 carries no symbol
+    out = np.empty(A.shape[:3])
+    for a in range(R):
+        t = y_[a, :m]
+        match = np.zeros((m, m), bool)
+        match[:, 1:] = t[:, None] == t[None, :-1]
+        on, off = match & causal, ~match & causal
+        if not on.any() or not off.any():
+            raise ValueError(f"run {a}: every causal key carries the target, or none does: no gap to take")
+        out[a] = A[a][..., on].mean(-1) - A[a][..., off].mean(-1)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
